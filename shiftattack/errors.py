@@ -1,0 +1,86 @@
+"""Typed errors and the one input-check helper every public function uses.
+
+Every error the toolkit raises on bad input is a :class:`ShiftAttackError`, so
+the command line can print its message and exit non-zero instead of showing a
+traceback from deep inside torch. Messages say what was wrong and what was
+expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "ShiftAttackError",
+    "ShapeError",
+    "SpecError",
+    "DataError",
+    "ModelError",
+    "OutputError",
+    "check_shape",
+    "check_images",
+]
+
+
+class ShiftAttackError(Exception):
+    """Base class of every error the toolkit raises on bad input."""
+
+
+class ShapeError(ShiftAttackError, ValueError):
+    """A tensor does not have the expected shape."""
+
+
+class SpecError(ShiftAttackError, ValueError):
+    """A textual specification (threat set, model, data) cannot be parsed."""
+
+
+class DataError(ShiftAttackError):
+    """A dataset is missing, unreadable, empty or inconsistent."""
+
+
+class ModelError(ShiftAttackError):
+    """A model cannot be loaded or returns something other than (N, classes) logits."""
+
+
+class OutputError(ShiftAttackError):
+    """An output folder cannot be written (exists without --overwrite, not writable)."""
+
+
+def check_shape(x: torch.Tensor, dims: Sequence[str | int], name: str = "input") -> None:
+    """Check that ``x`` has ``len(dims)`` dimensions and the fixed sizes given.
+
+    Args:
+        x: any tensor.
+        dims: one entry per dimension; an ``int`` must match exactly, a ``str``
+            is a free name used only in the message, e.g. ``["N", 3, "H", "W"]``.
+        name: how the message refers to ``x``.
+
+    Raises:
+        ShapeError: naming the expected and the actual shape.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    expected = "(" + ", ".join(str(d) for d in dims) + ")"
+    if x.dim() != len(dims):
+        raise ShapeError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
+    for axis, (want, got) in enumerate(zip(dims, x.shape)):
+        if isinstance(want, int) and want != got:
+            raise ShapeError(
+                f"{name} must have shape {expected}, got {tuple(x.shape)} (dimension {axis})"
+            )
+
+
+def check_images(x: torch.Tensor, name: str = "images") -> None:
+    """Check a float image batch of shape (N, C, H, W) with finite values.
+
+    Raises:
+        ShapeError: wrong rank or a non-floating dtype.
+        DataError: NaN or Inf pixels.
+    """
+    check_shape(x, ["N", "C", "H", "W"], name)
+    if not x.is_floating_point():
+        raise ShapeError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"{name} contain NaN or Inf values; expected finite pixels in [0, 1]")
