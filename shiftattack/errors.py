@@ -65,7 +65,7 @@ def check_shape(x: torch.Tensor, dims: Sequence[str | int], name: str = "input")
     expected = "(" + ", ".join(str(d) for d in dims) + ")"
     if x.dim() != len(dims):
         raise ShapeError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
-    for axis, (want, got) in enumerate(zip(dims, x.shape)):
+    for axis, (want, got) in enumerate(zip(dims, x.shape, strict=True)):
         if isinstance(want, int) and want != got:
             raise ShapeError(
                 f"{name} must have shape {expected}, got {tuple(x.shape)} (dimension {axis})"

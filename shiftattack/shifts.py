@@ -43,6 +43,7 @@ from .errors import ShapeError, SpecError, check_shape
 
 __all__ = [
     "INTEGER_MODES",
+    "INTERPOLATIONS",
     "MODES",
     "shift",
     "crop_window",
@@ -56,6 +57,8 @@ __all__ = [
 INTEGER_MODES = ("circular", "zero", "reflect", "replicate")
 #: Every mode the attacks accept (``crop`` needs a canvas larger than the input).
 MODES = INTEGER_MODES + ("crop",)
+#: How a sub-pixel member is applied (``exact``: whole pixels only).
+INTERPOLATIONS = ("exact", "bilinear", "fourier")
 
 ShiftArg = int | Tensor
 
@@ -206,7 +209,7 @@ def shift_bilinear(
 ) -> Tensor:
     """Sub-pixel shift: bilinear interpolation between the four exact integer shifts.
 
-    For ``(dx, dy) = (i + a, j + b)`` with integers ``i, j`` and ``a, b`` in [0, 1)
+    For ``(dx, dy) = (i + a, j + b)`` with integers ``i, j`` and ``a, b`` in [0, 1]
     the result is ``(1-a)(1-b) S(i,j) + a(1-b) S(i+1,j) + (1-a)b S(i,j+1) + ab S(i+1,j+1)``
     where ``S`` is the exact shift in ``mode`` (or the crop window when ``mode`` is
     ``crop``). At integer shifts it equals :func:`shift` bit for bit; it is
@@ -226,8 +229,12 @@ def shift_bilinear(
     n = x.shape[0]
     dxf = _as_float_vector(dx, n, x, "dx")
     dyf = _as_float_vector(dy, n, x, "dy")
-    i = torch.floor(dxf.detach())
-    j = torch.floor(dyf.detach())
+    # Integer corners i <= dx <= i + 1; at a positive whole dx take i = dx - 1, a = 1, so
+    # that a shift of exactly +K only touches shifts within [-K, K] (crop windows stay inside).
+    i = torch.ceil(dxf.detach()) - 1
+    i = torch.where(dxf.detach() <= 0, torch.floor(dxf.detach()), i)
+    j = torch.ceil(dyf.detach()) - 1
+    j = torch.where(dyf.detach() <= 0, torch.floor(dyf.detach()), j)
     a = (dxf - i)[:, None, None, None]
     b = (dyf - j)[:, None, None, None]
     il, jl = i.long(), j.long()
@@ -339,8 +346,8 @@ class Shift(nn.Module):
         fill: float = 0.0,
     ) -> None:
         super().__init__()
-        if interpolation not in ("exact", "bilinear", "fourier"):
-            raise SpecError(f"unknown interpolation {interpolation!r}; expected exact, bilinear or fourier")
+        if interpolation not in INTERPOLATIONS:
+            raise SpecError(f"unknown interpolation {interpolation!r}; expected {', '.join(INTERPOLATIONS)}")
         if interpolation == "exact" and (dx != int(dx) or dy != int(dy)):
             raise SpecError(f"exact interpolation needs integer shifts, got ({dx}, {dy})")
         if interpolation == "fourier" and mode != "circular":

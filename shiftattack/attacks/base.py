@@ -1,0 +1,260 @@
+"""The attack base class and its result type.
+
+An attack is a small class with keyword-only hyper-parameters and one search
+hook, :meth:`Attack.search` (foolbox 3's shape). :meth:`Attack.__call__`
+validates the inputs, runs the clean pass, calls the hook on the images that
+are correct unshifted, and then **re-verifies every adversarial shift by a
+separate forward pass** before it is reported. An image misclassified
+unshifted is fooled at (0, 0).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..engine import ModelRunner, margins
+from ..errors import ShapeError, ShiftAttackError, check_images
+from ..threats import ThreatModel
+
+__all__ = ["Attack", "AttackResult", "Search", "VerificationError"]
+
+
+class VerificationError(ShiftAttackError, RuntimeError):
+    """An exact attack found a failure that a separate forward pass did not confirm."""
+
+
+@dataclass
+class Search:
+    """What a search hook returns for the images it was given (n of them).
+
+    Attributes:
+        fooled: bool (n,), a misclassifying member was found.
+        params: float64 (n, 3), the worst member ``(dx, dy, angle)``.
+        margin: float (n,), the logit margin at ``params``.
+        n_evaluated: int64 (n,), forward passes spent on each image.
+        fooled_radius: float64 (n,), the smallest Chebyshev radius at which the
+            image was fooled (``inf`` if never); ``None`` when the search order
+            does not determine it.
+    """
+
+    fooled: Tensor
+    params: Tensor
+    margin: Tensor
+    n_evaluated: Tensor
+    fooled_radius: Tensor | None = None
+
+
+@dataclass
+class AttackResult:
+    """Per-image outcome of an attack (all tensors on the CPU, length N).
+
+    ``robust[i]`` is True when no member of the set that the attack evaluated
+    fools image i; for an exhaustive (``exact``) attack this is a proof over the
+    whole set. ``worst_shift`` is ``(dx, dy)`` or ``(dx, dy, angle)`` in pixels and
+    degrees; ``worst_margin`` the logit margin there (re-verified for fooled images).
+    """
+
+    attack: str
+    threat: ThreatModel
+    labels: Tensor
+    clean_pred: Tensor
+    robust: Tensor
+    worst_params: Tensor
+    worst_margin: Tensor
+    n_evaluated: Tensor
+    fooled_radius: Tensor | None
+    exact: bool
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.labels.numel())
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float((self.clean_pred == self.labels).double().mean()) if self.n_images else math.nan
+
+    @property
+    def worst_case_accuracy(self) -> float:
+        return float(self.robust.double().mean()) if self.n_images else math.nan
+
+    def accuracy_vs_radius(self) -> list[tuple[float, float]] | None:
+        """Worst-case accuracy for every radius of the set, from this one pass.
+
+        Returns ``[(K, accuracy), ...]`` for each distinct Chebyshev radius K of
+        the members (0, 1, ..., Kmax for ``grid:Kmax``), or None when the search
+        order did not determine each image's smallest fooling radius.
+        """
+        if self.fooled_radius is None or self.threat.shifts.kind == "random":
+            return None
+        radii = sorted(set(self.threat.shifts.params[:, :2].abs().amax(dim=1).tolist()) | {0.0})
+        return [(k, float((self.fooled_radius > k).double().mean())) for k in radii]
+
+    def shift_list(self, i: int) -> list[float | int]:
+        row = self.worst_params[i].tolist()
+        values = row if self.threat.shifts.has_rotation else row[:2]
+        return [int(v) if float(v).is_integer() and self.threat.exact else float(v) for v in values]
+
+    def image_records(self, indices: Tensor | None = None) -> list[dict]:
+        """Per-image dicts with the contract keys (DESIGN.md ``results.json``)."""
+        idx = indices if indices is not None else torch.arange(self.n_images)
+        return [
+            {
+                "index": int(idx[i]),
+                "label": int(self.labels[i]),
+                "clean_pred": int(self.clean_pred[i]),
+                "robust": bool(self.robust[i]),
+                "worst_shift": self.shift_list(i),
+                "worst_margin": float(self.worst_margin[i]),
+                "n_evaluated": int(self.n_evaluated[i]),
+            }
+            for i in range(self.n_images)
+        ]
+
+    def to_json(self, indices: Tensor | None = None) -> dict:
+        """The ``results.json`` document: aggregate numbers, threat, per-image records."""
+        curve = self.accuracy_vs_radius()
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "worst_case_accuracy": self.worst_case_accuracy,
+            "n_images": self.n_images,
+            "threat": self.threat.to_json(),
+            "attack": {"name": self.attack, "exact": self.exact, **self.info},
+            "accuracy_vs_radius": None if curve is None else [
+                {"radius": k, "worst_case_accuracy": a} for k, a in curve],
+            "n_evaluated": int(self.n_evaluated.sum()),
+            "seconds": self.seconds,
+            "images": self.image_records(indices),
+        }
+
+
+class Attack:
+    """Base class: validation, clean pass, search hook, re-verification.
+
+    Args:
+        threat: the :class:`~shiftattack.threats.ThreatModel` to search.
+        batch_size: (image, shift) pairs per forward pass.
+    """
+
+    name = "attack"
+    #: True when a surviving image is proven robust over the whole set.
+    exact = False
+
+    def __init__(self, threat: ThreatModel, *, batch_size: int = 256) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.threat = threat
+        self.batch_size = batch_size
+
+    def search(self, runner: ModelRunner, images: Tensor, labels: Tensor, clean_margin: Tensor,
+               progress: bool) -> Search:
+        """Hook: search the threat set for the given images, all correct unshifted.
+
+        Args:
+            runner: the model.
+            images: (n, C, H, W) on the runner's device.
+            labels: (n,) int64 on the runner's device.
+            clean_margin: (n,) float64 CPU margins at the identity (already counted
+                in ``n_evaluated``).
+            progress: show a progress bar.
+        """
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        model: Callable[[Tensor], Tensor] | ModelRunner,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        device: str | torch.device = "auto",
+        progress: bool = False,
+    ) -> AttackResult:
+        """Attack ``model`` on ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,).
+
+        In crop mode ``images`` are the canvases and the model sees
+        ``threat.crop_size`` windows. Returns an :class:`AttackResult` on the CPU.
+        """
+        start = time.perf_counter()
+        check_images(images)
+        if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+            raise ShapeError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.threat.check_fits(images.shape[-2], images.shape[-1])
+        runner = model if isinstance(model, ModelRunner) else ModelRunner(model, device)
+        images = images.to(runner.device, runner.dtype)
+        labels = labels.to(runner.device, torch.long)
+        n = images.shape[0]
+        identity = torch.zeros(n, 3, dtype=torch.float64)
+        clean_logits = self._logits(runner, images, identity)
+        runner.check_labels(labels, images)
+        clean_pred = clean_logits.argmax(1)
+        correct = clean_pred == labels
+        found = Search(
+            fooled=~correct.cpu(),
+            params=identity.clone(),
+            margin=margins(clean_logits, labels).cpu().double(),
+            n_evaluated=torch.ones(n, dtype=torch.long),
+            fooled_radius=torch.where(correct.cpu(), math.inf, 0.0).double(),
+        )
+        todo = correct.nonzero().squeeze(1)
+        if todo.numel():
+            t = todo.cpu()
+            sub = self.search(runner, images[todo], labels[todo], found.margin[t], progress)
+            found.fooled[t] = sub.fooled
+            found.params[t] = sub.params
+            found.margin[t] = sub.margin.double()
+            found.n_evaluated[t] += sub.n_evaluated
+            if sub.fooled_radius is None:
+                found.fooled_radius = None
+            elif found.fooled_radius is not None:
+                found.fooled_radius[t] = sub.fooled_radius.double()
+        self._reverify(runner, images, labels, found)
+        return AttackResult(
+            attack=self.name, threat=self.threat, labels=labels.cpu(), clean_pred=clean_pred.cpu(),
+            robust=~found.fooled, worst_params=found.params, worst_margin=found.margin,
+            n_evaluated=found.n_evaluated, fooled_radius=found.fooled_radius,
+            exact=self.exact, seconds=time.perf_counter() - start, info=self.describe(),
+        )
+
+    def describe(self) -> dict:
+        """Hyper-parameters recorded in the results file."""
+        return {"batch_size": self.batch_size}
+
+    def _logits(self, runner: ModelRunner, images: Tensor, params: Tensor) -> Tensor:
+        """Logits of ``apply(images[i], params[i])`` in batches: (N, K) on the device."""
+        out = []
+        for s in range(0, images.shape[0], self.batch_size):
+            p = params[s : s + self.batch_size].to(runner.device)
+            out.append(runner(self.threat.apply(images[s : s + self.batch_size], p)))
+        if not out:
+            return torch.zeros(0, runner.num_classes or 1, device=runner.device)
+        return torch.cat(out)
+
+    def _reverify(self, runner: ModelRunner, images: Tensor, labels: Tensor, found: Search) -> None:
+        """Re-run every reported failure alone (one image per row, own batches).
+
+        A failure the separate pass does not confirm is an error for an exact
+        attack, and is withdrawn (the image counts as surviving) otherwise.
+        """
+        idx = found.fooled.nonzero().squeeze(1)
+        if not idx.numel():
+            return
+        logits = self._logits(runner, images[idx.to(images.device)], found.params[idx])
+        lab = labels[idx.to(labels.device)]
+        confirmed = (logits.argmax(1) != lab).cpu()
+        found.margin[idx] = margins(logits, lab).cpu().double()
+        if bool(confirmed.all()):
+            return
+        bad = idx[~confirmed]
+        if self.exact:
+            raise VerificationError(
+                f"{bad.numel()} reported failures were not confirmed by a separate forward pass "
+                f"(first image {int(bad[0])} at {found.params[bad[0]].tolist()}); the model is not "
+                "deterministic across batch sizes at this margin")
+        found.fooled[bad] = False

@@ -1,0 +1,123 @@
+"""Decode image files into one uint8 array, with file-naming errors.
+
+Pillow decodes every file. Any mode other than RGB is converted with
+Pillow's ``Image.convert("RGB")``: grayscale (``L``, ``LA``, ``I``, ``I;16``,
+``F``, ``1``) is replicated into the three channels (``I``/``F`` values are
+clipped to 0..255 by Pillow, not rescaled), palette images (``P``) take their
+palette colours, CMYK and YCbCr are converted, and an alpha channel (``RGBA``,
+``LA``, a palette's transparency) is dropped, not composited onto a
+background. EXIF orientation is not applied (as in torchvision's ImageFolder).
+Multi-frame files give their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import DataError
+
+__all__ = ["IMAGE_EXTENSIONS", "PROGRESS_THRESHOLD", "decode_images", "is_image_name"]
+
+#: File extensions (lower case) read as images in ImageFolder directories and zips.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+#: A progress bar is shown when more than this many images are decoded.
+PROGRESS_THRESHOLD = 1000
+
+
+def is_image_name(name: str) -> bool:
+    """Whether ``name`` ends with one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # the direct P -> RGB conversion warns about transparency
+    return img.convert("RGB")
+
+
+def _decode_one(data: bytes, name: str) -> np.ndarray:
+    """Decode one file's bytes to uint8 ``(H, W, 3)``; ``name`` is for the message."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            rgb = _to_rgb(img)
+            rgb.load()
+            return np.asarray(rgb, dtype=np.uint8)
+    except Exception as exc:  # Pillow raises many types on bad files; re-raised, not hidden
+        raise DataError(
+            f"cannot read image {name}: {type(exc).__name__}: {exc}; "
+            f"expected an image file Pillow can decode ({', '.join(IMAGE_EXTENSIONS)})"
+        ) from exc
+
+
+def decode_images(
+    names: Sequence[str],
+    read: Callable[[str], bytes],
+    *,
+    progress: bool = True,
+    desc: str = "decoding images",
+    where: str | None = None,
+) -> np.ndarray:
+    """Decode the files ``names`` into one array.
+
+    Args:
+        names: file names, in the order wanted; used in error messages and
+            passed to ``read``.
+        read: returns the bytes of one file (from a folder or a zip).
+        progress: show a tqdm bar on stderr when more than
+            :data:`PROGRESS_THRESHOLD` images are decoded.
+        desc: the bar's label.
+        where: the container (a zip) the names live in, for messages.
+
+    Returns:
+        uint8 RGB images, shape ``(n, H, W, 3)``.
+
+    Raises:
+        DataError: a file cannot be read or decoded (naming it), two files
+            have different sizes (naming both and their sizes), or ``names``
+            is empty.
+    """
+    if not names:
+        raise DataError("no images to decode")
+
+    def named(name: str) -> str:
+        return f"{name} in {where}" if where else name
+
+    out: np.ndarray | None = None
+    bar = tqdm(
+        total=len(names),
+        desc=desc,
+        unit="img",
+        file=sys.stderr,
+        leave=False,
+        disable=not progress or len(names) <= PROGRESS_THRESHOLD,
+    )
+    with bar:
+        for i, name in enumerate(names):
+            try:
+                data = read(name)
+            except DataError:
+                raise
+            except Exception as exc:  # OSError, zipfile.BadZipFile (CRC), ...
+                raise DataError(f"cannot read {named(name)}: {type(exc).__name__}: {exc}") from exc
+            arr = _decode_one(data, named(name))
+            if out is None:
+                out = np.empty((len(names),) + arr.shape, dtype=np.uint8)
+            elif arr.shape != out.shape[1:]:
+                h0, w0 = out.shape[1:3]
+                h, w = arr.shape[:2]
+                raise DataError(
+                    f"images of different sizes: {named(names[0])} is {w0}x{h0} (WxH) but "
+                    f"{named(name)} is {w}x{h}; every image of a dataset must have the same size"
+                )
+            out[i] = arr
+            bar.update(1)
+    assert out is not None
+    return out

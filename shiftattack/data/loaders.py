@@ -1,0 +1,144 @@
+"""``load_dataset(spec)``: the one entry point behind ``--data SPEC``.
+
+Accepted specs (see :data:`LAYOUTS`):
+
+* ``path/to/file.npz`` with ``x`` uint8 ``(N, H, W, 3)`` and ``y`` integer ``(N,)``;
+* an ImageFolder directory ``root/<class>/<image>``, or ``root:split`` for
+  ``root/split/<class>/<image>``;
+* a ``.zip`` in the ImageFolder layout, optionally ``file.zip:split`` to choose
+  its top-level folder (``../shared/data/cifar10-jpeg.zip:test``);
+* a CIFAR-10 python-batches directory, optionally ``:test`` (default) or
+  ``:train``.
+
+A path that exists as written is always taken literally; only when it does
+not is a trailing ``:split`` split off, and only after a ``.zip`` file or an
+existing directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import DataError, SpecError
+from .cifar import is_cifar_batches_dir, load_cifar_batches
+from .dataset import LabeledImages, _check_limit
+from .folder import load_image_folder, load_image_zip
+from .npz import load_npz
+
+__all__ = ["LAYOUTS", "load_dataset"]
+
+#: The dataset layouts ``load_dataset`` accepts, as shown in error messages.
+LAYOUTS = (
+    "an .npz with 'x' uint8 (N, H, W, 3) and 'y' integer (N,); "
+    "an ImageFolder directory root/<class>/<image> (or root:split for root/split/<class>/...); "
+    "a .zip in the ImageFolder layout, optionally file.zip:split; "
+    "a CIFAR-10 python-batches directory (data_batch_1..5, test_batch), optionally :test or :train"
+)
+
+
+def _split_spec(spec: str) -> tuple[Path, str | None]:
+    """Separate ``path[:split]``; the path as written wins when it exists.
+
+    Raises:
+        DataError: neither the path nor, with a suffix, its base exists.
+        SpecError: a suffix after something that has no splits, or an empty one.
+    """
+    if os.path.exists(spec) or ":" not in spec:
+        if not os.path.exists(spec):
+            raise DataError(f"no such file or directory: {spec}")
+        return Path(spec), None
+    base, split = spec.rsplit(":", 1)
+    base_path = Path(base)
+    if not base or not base_path.exists():
+        raise DataError(f"no such file or directory: {spec} (nor {base or '(empty)'})")
+    if not (base_path.is_dir() or base.lower().endswith(".zip")):
+        raise SpecError(
+            f"data spec {spec!r}: a ':split' suffix applies only to a .zip or a directory, "
+            f"not to {base}"
+        )
+    if not split or "/" in split or "\\" in split:
+        raise SpecError(
+            f"bad split {split!r} in data spec {spec!r}: expected a folder name after ':', "
+            f"as in '{base}:test'"
+        )
+    return base_path, split
+
+
+def _unknown_layout(path: Path, why: str) -> DataError:
+    return DataError(f"unknown dataset layout at {path} ({why}); accepted layouts: {LAYOUTS}")
+
+
+def _load_dir(
+    path: Path, split: str | None, *, limit: int | None, progress: bool, source: str
+) -> LabeledImages:
+    if is_cifar_batches_dir(path):
+        return load_cifar_batches(path, split, limit=limit, source=source)
+    if split is not None:
+        root = path / split
+        if not root.is_dir():
+            found = sorted(p.name for p in path.iterdir() if p.is_dir())
+            raise DataError(
+                f"no split folder {split!r} in {path}; its folders are: "
+                f"{', '.join(found) or '(none)'}"
+            )
+        return load_image_folder(root, limit=limit, progress=progress, source=source)
+    with os.scandir(path) as it:
+        entries = [(e.name, e.is_dir()) for e in it if not e.name.startswith(".")]
+    if entries and not any(is_dir for _, is_dir in entries):
+        raise _unknown_layout(path, f"a directory with {len(entries)} files and no subfolders")
+    return load_image_folder(path, limit=limit, progress=progress, source=source)
+
+
+def load_dataset(
+    spec: str | os.PathLike[str], *, limit: int | None = None, progress: bool = True
+) -> LabeledImages:
+    """Load a labelled image dataset from a ``--data`` spec.
+
+    Args:
+        spec: ``file.npz``, an ImageFolder directory (``root`` or
+            ``root:split``), ``file.zip`` / ``file.zip:split`` in the
+            ImageFolder layout, or a CIFAR-10 python-batches directory
+            (``dir``, ``dir:test``, ``dir:train``).
+        limit: keep only this many images, chosen class-balanced and
+            deterministically by :func:`~shiftattack.data.balanced_subset`
+            before any image is decoded; ``None`` keeps all, a limit above
+            the dataset's size keeps all.
+        progress: show a tqdm bar on stderr while decoding more than 1000
+            image files.
+
+    Returns:
+        :class:`~shiftattack.data.LabeledImages` with uint8 RGB images
+        ``(N, 3, H, W)``, int64 labels and indices ``(N,)``, the class names
+        when the source has them, and ``source=str(spec)``. Images that are
+        not RGB (grayscale, palette, RGBA, ...) are converted with Pillow's
+        ``convert("RGB")``; alpha is dropped.
+
+    Raises:
+        SpecError: ``limit`` is not a positive integer, or the split suffix
+            is malformed or not valid for the layout.
+        DataError: the path does not exist, has an unknown layout, or the
+            data is empty, unreadable or inconsistent (mixed image sizes, bad
+            dtypes); the message names the file.
+
+    Examples:
+        >>> ds = load_dataset("../shared/data/cifar10-jpeg.zip:test", limit=200)  # doctest: +SKIP
+        >>> ds.images.shape, ds.classes[0]  # doctest: +SKIP
+        (torch.Size([200, 3, 32, 32]), 'airplane')
+    """
+    source = os.fspath(spec)
+    if not isinstance(source, str):
+        raise SpecError(f"data spec must be a string or path, got {type(spec).__name__}")
+    if not source:
+        raise SpecError("empty data spec; expected a path such as data.npz or data.zip:test")
+    if limit is not None:
+        limit = _check_limit(limit)
+    path, split = _split_spec(source)
+    if path.is_dir():
+        return _load_dir(path, split, limit=limit, progress=progress, source=source)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return load_npz(path, limit=limit, source=source)
+    if suffix == ".zip":
+        return load_image_zip(path, split, limit=limit, progress=progress, source=source)
+    raise _unknown_layout(path, f"a file of type {suffix or '(no extension)'!r}")

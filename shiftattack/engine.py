@@ -1,0 +1,94 @@
+"""Model evaluation: device choice, batched logits with checks, logit margins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ModelError, SpecError
+
+__all__ = ["ModelRunner", "resolve_device", "margins"]
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None) picks CUDA when available, else CPU; other names are checked."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SpecError(f"invalid device {device!r}; expected auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def margins(logits: Tensor, labels: Tensor) -> Tensor:
+    """Logit margin: true-class logit minus the largest other logit.
+
+    Shapes: logits (B, K), labels (B,) int64 -> (B,). Negative means misclassified.
+    """
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return true - others.amax(dim=1)
+
+
+class ModelRunner:
+    """Calls a classifier on a device, checking that it returns finite (B, K) logits.
+
+    Args:
+        model: an ``nn.Module`` or any callable mapping (B, C, H, W) floats in
+            [0, 1] to logits (B, K) (e.g. a ``foolbox.PyTorchModel``).
+        device: where inputs are moved before the call.
+        dtype: floating dtype of the inputs.
+
+    The first call records the number of classes K; later calls must agree.
+    """
+
+    def __init__(self, model: Callable[[Tensor], Tensor], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        if isinstance(model, nn.Module):
+            model = model.to(self.device).eval()
+        self.model = model
+        self.num_classes: int | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Logits (B, K) for inputs (B, C, H, W), under ``inference_mode``."""
+        with torch.inference_mode():
+            return self.forward(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits with autograd enabled (for first-order attacks)."""
+        x = x.to(device=self.device, dtype=self.dtype)
+        try:
+            out = self.model(x)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"the model raised {type(exc).__name__} on input of shape {tuple(x.shape)}: {exc}"
+            ) from exc
+        if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ModelError(f"the model must return logits of shape ({x.shape[0]}, classes); got {got}")
+        if self.num_classes is None:
+            self.num_classes = int(out.shape[1])
+        elif out.shape[1] != self.num_classes:
+            raise ModelError(f"the model returned {out.shape[1]} classes, earlier {self.num_classes}")
+        if not bool(torch.isfinite(out).all()):
+            raise ModelError("the model returned NaN or Inf logits")
+        return out
+
+    def check_labels(self, labels: Tensor, sample: Tensor) -> None:
+        """Raise if labels fall outside the model's classes (runs the model once on ``sample``)."""
+        if self.num_classes is None:
+            self(sample[:1])
+        assert self.num_classes is not None
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ModelError(
+                f"labels range over [{int(labels.min())}, {int(labels.max())}] but the model has "
+                f"{self.num_classes} classes (expected labels in [0, {self.num_classes - 1}])")
