@@ -116,7 +116,10 @@ class FlipRateResult(_JSON):
 
 
 def _evaluate(model: Model, n: int, make_batch: Batcher, batch_size: int) -> Tensor:
-    """Logits (n, classes), float32 or float64, of ``model(make_batch(s))`` over slices s of ``batch_size``."""
+    """Logits (n, classes) of ``model(make_batch(s))`` over slices s of ``batch_size``.
+
+    float64 logits stay float64; any other dtype is cast to float32.
+    """
     batch_size = _int(batch_size, "batch_size", 1)
     chunks: list[Tensor] = []
     with torch.inference_mode():

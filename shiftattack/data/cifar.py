@@ -13,6 +13,7 @@ that only builds plain containers and NumPy arrays and refuses anything else.
 
 from __future__ import annotations
 
+import codecs
 import pickle
 import re
 from pathlib import Path
@@ -41,7 +42,11 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
         "ndarray": np.ndarray,
         "dtype": np.dtype,
     }
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3
+    }
     for core in ("numpy.core", "numpy._core"):
         for mod, name in (
             ("multiarray", "_reconstruct"),
@@ -98,9 +103,7 @@ def _batch_files(root: Path, split: str) -> list[Path]:
         if not (root / "test_batch").is_file():
             raise DataError(f"no test_batch in {root}; expected the CIFAR-10 python batches")
         return [root / "test_batch"]
-    found = sorted(
-        int(m.group(1)) for p in root.iterdir() if (m := _TRAIN.fullmatch(p.name)) and p.is_file()
-    )
+    found = sorted(int(m.group(1)) for p in root.iterdir() if (m := _TRAIN.fullmatch(p.name)) and p.is_file())
     if not found:
         raise DataError(f"no data_batch_<k> files in {root}; the train split needs them")
     if found != list(range(1, len(found) + 1)):
@@ -122,9 +125,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * _SIDE * _SIDE:
         raise DataError(f"{path}: b'data' is {data.dtype} {data.shape}; expected uint8 (N, 3072)")
     if labels.shape != (data.shape[0],):
-        raise DataError(
-            f"{path}: b'labels' has shape {labels.shape} but b'data' has {data.shape[0]} rows"
-        )
+        raise DataError(f"{path}: b'labels' has shape {labels.shape} but b'data' has {data.shape[0]} rows")
     if labels.size and labels.min() < 0:
         raise DataError(f"{path}: negative label {labels.min()}; expected labels >= 0")
     return data, labels
@@ -141,9 +142,7 @@ def _read_classes(root: Path) -> list[str] | None:
         raise DataError(f"{meta}: b'label_names' is not a list of names ({exc})") from exc
 
 
-def load_cifar_batches(
-    root: Path, split: str | None, *, limit: int | None, source: str
-) -> LabeledImages:
+def load_cifar_batches(root: Path, split: str | None, *, limit: int | None, source: str) -> LabeledImages:
     """Load one split of a CIFAR-10 python-batches folder.
 
     Args:
@@ -164,8 +163,7 @@ def load_cifar_batches(
     split = SPLITS[0] if split is None else split
     if split not in SPLITS:
         raise SpecError(
-            f"unknown split {split!r} for the CIFAR-10 batches in {root}; expected one of "
-            f"{', '.join(SPLITS)}"
+            f"unknown split {split!r} for the CIFAR-10 batches in {root}; expected one of {', '.join(SPLITS)}"
         )
     parts = [_read_batch(p) for p in _batch_files(root, split)]
     data = np.concatenate([d for d, _ in parts]) if len(parts) > 1 else parts[0][0]
@@ -174,9 +172,7 @@ def load_cifar_batches(
         raise DataError(f"the {split} split of {root} holds no images")
     classes = _read_classes(root)
     if classes is not None and labels.max() >= len(classes):
-        raise DataError(
-            f"{root}: label {labels.max()} but batches.meta names only {len(classes)} classes"
-        )
+        raise DataError(f"{root}: label {labels.max()} but batches.meta names only {len(classes)} classes")
     chosen = select_indices(labels, limit)
     images = data[chosen].reshape(-1, 3, _SIDE, _SIDE)
     return LabeledImages(

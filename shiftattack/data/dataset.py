@@ -58,13 +58,10 @@ class LabeledImages:
         x, y, idx = self.images, self.labels, self.indices
         for name, t in (("images", x), ("labels", y), ("indices", idx)):
             if not isinstance(t, torch.Tensor):
-                raise DataError(
-                    f"LabeledImages.{name} must be a torch.Tensor, got {type(t).__name__}"
-                )
+                raise DataError(f"LabeledImages.{name} must be a torch.Tensor, got {type(t).__name__}")
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise DataError(
-                f"LabeledImages.images must be uint8 of shape (N, 3, H, W), "
-                f"got {x.dtype} {tuple(x.shape)}"
+                f"LabeledImages.images must be uint8 of shape (N, 3, H, W), got {x.dtype} {tuple(x.shape)}"
             )
         n = x.shape[0]
         for name, t in (("labels", y), ("indices", idx)):
@@ -74,9 +71,7 @@ class LabeledImages:
                     f"got {t.dtype} {tuple(t.shape)}"
                 )
         if self.classes is not None and n and int(y.max()) >= len(self.classes):
-            raise DataError(
-                f"label {int(y.max())} has no class name: {len(self.classes)} classes given"
-            )
+            raise DataError(f"label {int(y.max())} has no class name: {len(self.classes)} classes given")
 
     def __len__(self) -> int:
         """Number of images ``N``."""

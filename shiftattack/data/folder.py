@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,15 +97,16 @@ def _list_zip(names: list[str], prefix: str) -> _Listing:
 
 def _looks_split(listing: _Listing) -> bool:
     """No folder holds files directly, but some hold folders: ``train/``, ``test/``."""
-    return (
-        bool(listing.folders) and not any(listing.folders.values()) and any(listing.nested.values())
-    )
+    return bool(listing.folders) and not any(listing.folders.values()) and any(listing.nested.values())
 
 
 def _index(
-    listing: _Listing, where: str, spec_base: str
+    listing: _Listing, where: str, spec_base: str, name_of: Callable[[str], str]
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Classes, relative file paths (dataset order) and labels of a listing.
+
+    ``where`` names the root in messages, ``spec_base`` is the spec a split
+    suffix would follow, ``name_of("<class>/<file>")`` names one file.
 
     Returns:
         ``(classes, paths, labels)`` with ``paths[i] = "<class>/<file>"`` and
@@ -129,7 +131,7 @@ def _index(
         for name in sorted(listing.folders[cls]):
             if not is_image_name(name):
                 raise DataError(
-                    f"not an image file: {where}/{cls}/{name}; class folders may hold only "
+                    f"not an image file: {name_of(f'{cls}/{name}')}; class folders may hold only "
                     f"images ({', '.join(IMAGE_EXTENSIONS)})"
                 )
             paths.append(f"{cls}/{name}")
@@ -154,9 +156,7 @@ def _assemble(
     )
 
 
-def load_image_folder(
-    root: Path, *, limit: int | None, progress: bool, source: str
-) -> LabeledImages:
+def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: str) -> LabeledImages:
     """Load ``root/<class>/<image>`` from a directory.
 
     Args:
@@ -173,7 +173,7 @@ def load_image_folder(
         DataError: no class folders, no images, a non-image or unreadable
             file, or images of different sizes.
     """
-    classes, paths, labels = _index(_list_dir(root), str(root), str(root))
+    classes, paths, labels = _index(_list_dir(root), str(root), str(root), lambda rel: str(root / rel))
     chosen = select_indices(labels, limit)
     names = [str(root / paths[i]) for i in chosen]
     images = decode_images(names, _read_file, progress=progress)
@@ -193,8 +193,7 @@ def _zip_prefix(names: list[str], split: str | None, path: Path) -> str:
         if len(tops) == 1 and any(n.startswith(f"{tops[0]}/{split}/") for n in names):
             return f"{tops[0]}/{split}/"
         raise DataError(
-            f"no split folder {split!r} in {path}; its top-level folders are: "
-            f"{', '.join(tops) or '(none)'}"
+            f"no split folder {split!r} in {path}; its top-level folders are: {', '.join(tops) or '(none)'}"
         )
     if len(tops) == 1:  # one wrapper folder, e.g. cifar10/<class>/<image>
         inner = _list_zip(names, tops[0] + "/")
@@ -229,7 +228,9 @@ def load_image_zip(
         names = zf.namelist()
         prefix = _zip_prefix(names, split, path)
         where = f"{prefix.rstrip('/')} in {path}" if prefix else str(path)
-        classes, paths, labels = _index(_list_zip(names, prefix), where, str(path))
+        classes, paths, labels = _index(
+            _list_zip(names, prefix), where, str(path), lambda rel: f"{prefix}{rel} in {path}"
+        )
         chosen = select_indices(labels, limit)
         members = [prefix + paths[i] for i in chosen]
         images = decode_images(

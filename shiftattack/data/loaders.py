@@ -54,8 +54,7 @@ def _split_spec(spec: str) -> tuple[Path, str | None]:
         raise DataError(f"no such file or directory: {spec} (nor {base or '(empty)'})")
     if not (base_path.is_dir() or base.lower().endswith(".zip")):
         raise SpecError(
-            f"data spec {spec!r}: a ':split' suffix applies only to a .zip or a directory, "
-            f"not to {base}"
+            f"data spec {spec!r}: a ':split' suffix applies only to a .zip or a directory, not to {base}"
         )
     if not split or "/" in split or "\\" in split:
         raise SpecError(
@@ -79,8 +78,7 @@ def _load_dir(
         if not root.is_dir():
             found = sorted(p.name for p in path.iterdir() if p.is_dir())
             raise DataError(
-                f"no split folder {split!r} in {path}; its folders are: "
-                f"{', '.join(found) or '(none)'}"
+                f"no split folder {split!r} in {path}; its folders are: {', '.join(found) or '(none)'}"
             )
         return load_image_folder(root, limit=limit, progress=progress, source=source)
     with os.scandir(path) as it:

@@ -37,8 +37,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise
     except Exception as exc:  # BadZipFile, EOFError, ValueError, zlib.error, OSError, ...
         raise DataError(
-            f"cannot read {path} as an .npz archive (truncated or corrupt?): "
-            f"{type(exc).__name__}: {exc}"
+            f"cannot read {path} as an .npz archive (truncated or corrupt?): {type(exc).__name__}: {exc}"
         ) from exc
 
 
@@ -50,9 +49,7 @@ def _check(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     if not (np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_):
         raise DataError(f"{path}: 'y' has dtype {y.dtype}; {_EXPECTED}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise DataError(
-            f"{path}: 'y' has shape {y.shape} but 'x' holds {x.shape[0]} images; {_EXPECTED}"
-        )
+        raise DataError(f"{path}: 'y' has shape {y.shape} but 'x' holds {x.shape[0]} images; {_EXPECTED}")
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         raise DataError(f"{path} holds no images: 'x' has shape {x.shape}")
     if y.min() < 0:

@@ -6,6 +6,7 @@ from . import small  # noqa: F401  (registers the small CNNs)
 from ._registry import create_model, is_model, list_models, register_model
 from .loading import Normalize, file_sha256, load_model, load_weights
 from .small import SmallCNN
+from .train import evaluate_accuracy, train_classifier
 
 __all__ = [
     "Normalize",
@@ -17,4 +18,6 @@ __all__ = [
     "load_model",
     "load_weights",
     "register_model",
+    "evaluate_accuracy",
+    "train_classifier",
 ]

@@ -1,0 +1,18 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cifar_zip() -> Path:
+    """Path of the shared ``cifar10-jpeg.zip``; skips unless ``SHIFTATTACK_DATA_DIR`` holds it."""
+    folder = os.environ.get("SHIFTATTACK_DATA_DIR", "")
+    path = Path(folder) / "cifar10-jpeg.zip"
+    if not folder or not path.is_file():
+        pytest.skip("set SHIFTATTACK_DATA_DIR to the folder holding cifar10-jpeg.zip (../shared/data) to run")
+    return path
