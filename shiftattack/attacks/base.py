@@ -186,7 +186,7 @@ class Attack:
         if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
             raise ShapeError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         self.threat.check_fits(images.shape[-2], images.shape[-1])
-        runner = model if isinstance(model, ModelRunner) else ModelRunner(model, device)
+        runner = model if isinstance(model, ModelRunner) else ModelRunner(model, device, images.dtype)
         images = images.to(runner.device, runner.dtype)
         labels = labels.to(runner.device, torch.long)
         n = images.shape[0]

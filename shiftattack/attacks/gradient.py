@@ -88,7 +88,7 @@ class GradientAttack(Attack):
             ii, pp = idx[live], p[live]
             x, lab = images[ii.to(dev)], labels[ii.to(dev)]
             self._record(runner, x, lab, ii, pp, out, best_loss)
-            q = pp.to(dev, x.dtype).requires_grad_(True)
+            q = pp.to(dev, x.dtype).clone().requires_grad_(True)
             with torch.enable_grad():
                 loss = F.cross_entropy(runner.forward(self.relaxed.apply(x, q)), lab, reduction="sum")
                 (grad,) = torch.autograd.grad(loss, q)
