@@ -246,15 +246,26 @@ def shift_bilinear(
             return crop_window(x, ddx, ddy, size)
         return shift(x, ddx, ddy, mode, fill)
 
-    return ((1 - a) * (1 - b) * s(il, jl) + a * (1 - b) * s(il + 1, jl)
-            + (1 - a) * b * s(il, jl + 1) + a * b * s(il + 1, jl + 1))
+    # Whole shifts with no gradient wanted need no neighbour (which may not exist, e.g. a
+    # crop window without room): the result is the exact shift itself.
+    need_x = dxf.requires_grad or bool((a != 0).any())
+    need_y = dyf.requires_grad or bool((b != 0).any())
+    out = (1 - a) * (1 - b) * s(il, jl)
+    if need_x:
+        out = out + a * (1 - b) * s(il + 1, jl)
+    if need_y:
+        out = out + (1 - a) * b * s(il, jl + 1)
+    if need_x and need_y:
+        out = out + a * b * s(il + 1, jl + 1)
+    return out
 
 
 def shift_fourier(x: Tensor, dx: float | Tensor, dy: float | Tensor) -> Tensor:
     """Band-limited (Fourier) circular sub-pixel shift, differentiable in (dx, dy).
 
     Multiplies the 2-D spectrum by ``exp(-2 pi i (fx dx + fy dy))``. For an integer
-    shift it equals ``torch.roll`` up to float rounding (about 1e-6 for float32).
+    shift it equals ``torch.roll`` up to float rounding (about 1e-7 for float32: the
+    transform runs in float64 with the phase reduced mod 1, whatever the shift).
     On even sizes the Nyquist row and column are real-projected (the result is
     the real part), the usual convention.
 
@@ -269,11 +280,13 @@ def shift_fourier(x: Tensor, dx: float | Tensor, dy: float | Tensor) -> Tensor:
     n, _, h, w = x.shape
     dxf = _as_float_vector(dx, n, x, "dx")
     dyf = _as_float_vector(dy, n, x, "dy")
-    fy = torch.fft.fftfreq(h, device=x.device, dtype=x.dtype)
-    fx = torch.fft.fftfreq(w, device=x.device, dtype=x.dtype)
-    phase = fy[None, :, None] * dyf[:, None, None] + fx[None, None, :] * dxf[:, None, None]
-    ramp = torch.polar(torch.ones_like(phase), -2 * math.pi * phase)  # (N, H, W)
-    spectrum = torch.fft.fft2(x) * ramp[:, None]
+    # The phase in cycles, in float64 and reduced mod 1, so that large shifts lose no precision.
+    fy = torch.fft.fftfreq(h, device=x.device, dtype=torch.float64)
+    fx = torch.fft.fftfreq(w, device=x.device, dtype=torch.float64)
+    phase = fy[None, :, None] * dyf.double()[:, None, None] + fx[None, None, :] * dxf.double()[:, None, None]
+    phase = torch.remainder(phase, 1.0)
+    ramp = torch.polar(torch.ones_like(phase), -2 * math.pi * phase)  # (N, H, W) complex128
+    spectrum = torch.fft.fft2(x.double() if x.dtype != torch.float64 else x) * ramp[:, None]
     return torch.fft.ifft2(spectrum).real.to(x.dtype)
 
 

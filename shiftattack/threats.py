@@ -86,15 +86,15 @@ class ShiftSet:
         """
         if self.kind == "random":
             raise SpecError("a random set has no fixed members to order; use draw()")
-        p = self.params
-        cheb = p[:, :2].abs().amax(dim=1)
-        key = cheb * 1e4 + p[:, 2].abs() + p[:, :2].abs().sum(dim=1) * 1e-3
-        if order == "radius":
-            idx = torch.argsort(key, stable=True)
-        elif order == "far_first":
-            idx = torch.argsort(-key, stable=True)
-        else:
+        if order not in ("radius", "far_first"):
             raise SpecError(f"unknown order {order!r}; expected 'radius' or 'far_first'")
+        p = self.params
+        sign = 1.0 if order == "radius" else -1.0
+        # lexicographic: Chebyshev radius, then |angle|, then L1 norm (least significant first)
+        keys = [p[:, :2].abs().sum(dim=1), p[:, 2].abs(), p[:, :2].abs().amax(dim=1)]
+        idx = torch.arange(p.shape[0])
+        for key in keys:
+            idx = idx[torch.argsort(sign * key[idx], stable=True)]
         return p[idx]
 
     def chunks(self, size: int, order: str = "radius") -> Iterator[Tensor]:

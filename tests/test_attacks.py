@@ -134,8 +134,12 @@ def test_subpixel_grid_matches_formula(problem):
                 i0, j0 = math.floor(dx), math.floor(dy)
                 a, b = dx - i0, dy - j0
                 img = x[i].numpy()
-                view = ((1 - a) * (1 - b) * np_shift(img, i0, j0, "zero") + a * (1 - b) * np_shift(img, i0 + 1, j0, "zero")
-                        + (1 - a) * b * np_shift(img, i0, j0 + 1, "zero") + a * b * np_shift(img, i0 + 1, j0 + 1, "zero"))
+
+                def s(u, v, img=img):
+                    return np_shift(img, u, v, "zero")
+
+                view = ((1 - a) * (1 - b) * s(i0, j0) + a * (1 - b) * s(i0 + 1, j0)
+                        + (1 - a) * b * s(i0, j0 + 1) + a * b * s(i0 + 1, j0 + 1))
                 best = min(best, margin_of(model, view, int(y[i])))
         assert float(result.worst_margin[i]) == pytest.approx(best, abs=1e-9)
 

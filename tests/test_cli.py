@@ -85,7 +85,7 @@ def test_attack_writes_contract_and_matches_brute_force(files, mode):
     ref = brute_grid(files["net"], x, torch.from_numpy(files["y"]).long(), 2, mode)
     assert [r["robust"] for r in doc["images"]] == ref["robust"]
     assert doc["worst_case_accuracy"] == sum(ref["robust"]) / 24
-    for rec, fooled in zip(doc["images"], ref["robust"], strict=True):
+    for rec in doc["images"]:
         if rec["clean_pred"] != rec["label"]:
             assert rec["worst_shift"] == [0, 0] and not rec["robust"]
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -132,7 +132,8 @@ def test_errors_exit_2_without_output(files, capsys, args, message):
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value.format(model=files["model"])
     out = files["tmp"] / "never"
-    argv = ["attack", *[a for kv in base.items() for a in kv], "--out", str(out), "--device", "cpu", "--quiet"]
+    argv = ["attack", *[a for kv in base.items() for a in kv], "--out", str(out), "--device", "cpu",
+            "--quiet"]
     assert _run(*argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err

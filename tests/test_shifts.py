@@ -410,7 +410,7 @@ def test_bilinear_at_integers_is_bit_exact(case, data) -> None:
 
 
 @FAST
-@given(case=crop_cases(min_extra=2))  # room >= 1 on every side: see the xfail below for room 0
+@given(case=crop_cases(min_extra=2))  # room >= 1 on every side; room 0 is tested below
 def test_bilinear_crop_at_integers_including_boundaries(case) -> None:
     canvas, size, dxs, dys, (dx_lo, dx_hi, dy_lo, dy_hi) = case
     got = shift_bilinear(canvas, torch.tensor(dxs, dtype=torch.float32),
@@ -520,12 +520,6 @@ def test_bilinear_gradcheck_and_nonzero_gradient(mode: str) -> None:
             assert g is not None and torch.isfinite(g).all() and (g != 0).all(), (point, g)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shifts.py shift_bilinear: at dx == 0 (or dy == 0) the corners are 0 and +1, so the "
-    "weight-0 neighbour +1 is still evaluated; it raises SpecError when no +1 shift exists "
-    "(crop canvas with (Ws - w) // 2 == 0, reflect on a 1-px side) although shift/crop_window accept 0",
-)
 @pytest.mark.parametrize(
     "shape, mode, size",
     [((1, 1, 8, 8), "crop", (8, 8)), ((1, 1, 9, 9), "crop", (8, 8)), ((1, 1, 6, 9), "crop", (5, 5)),
@@ -555,7 +549,7 @@ def test_fourier_matches_roll_at_integers(case, data) -> None:
     x, _ = case
     x = torch.sigmoid(x)  # images in (0, 1), as the toolkit assumes
     n, _, h, w = x.shape
-    r = max(h, w)  # larger shifts lose float32 precision: see the xfail below
+    r = max(h, w)  # large shifts have their own test below
     tol = 1e-5 if x.dtype == torch.float32 else 1e-10
     dx = data.draw(st.integers(-r, r), label="dx")
     dy = data.draw(st.integers(-r, r), label="dy")
@@ -617,11 +611,6 @@ def test_fourier_gradcheck() -> None:
     assert torch.isfinite(dx.grad).all() and (dx.grad != 0).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shifts.py shift_fourier: phase fx*dx is not reduced mod 1 before exp(), so the float32 "
-    "error grows with |d| (~2.7e-5 at a 112 px shift of a 224x224 image, docstring claims ~1e-6)",
-)
 def test_fourier_float32_precision_for_large_shifts() -> None:
     torch.manual_seed(0)
     x = torch.rand(1, 3, 224, 224)

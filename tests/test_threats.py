@@ -230,11 +230,6 @@ def test_ordering_random_lists(rows) -> None:
     assert (rn[1:] >= rn[:-1]).all() and (rf[1:] <= rf[:-1]).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG threats.py ShiftSet.ordered: sort key cheb*1e4 + |angle| lets a rotation angle outweigh a "
-    "small radius difference (radius 0 at 30 deg sorts after radius 0.001 at 0 deg)",
-)
 @pytest.mark.parametrize("spec", ["list:0,0,30;0.001,0,0", "rt:0.002:30:3:3", "list:0,0,180;0.01,0,0"])
 def test_ordering_radius_dominates_angle(spec: str) -> None:
     s = parse_shifts(spec)
@@ -380,11 +375,6 @@ def test_check_fits_crop_examples() -> None:
             tm.check_fits(h, w)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shifts.py shift_bilinear (via ThreatModel.apply): radius-0 crop passes check_fits but "
-    "bilinear apply at (0, 0) evaluates the +1 window and raises SpecError",
-)
 def test_crop_bilinear_radius_zero_applies() -> None:
     tm = ThreatModel(parse_shifts("grid:0"), mode="crop", interpolation="bilinear", crop_size=(8, 8))
     tm.check_fits(8, 8)
