@@ -54,6 +54,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True,
                    help="ImageFolder dir, ImageFolder .zip[:split], CIFAR-10 batches dir[:split], or .npz")
     g.add_argument("--limit", type=_positive_int, help="deterministic class-balanced subset of N images")
+    g.add_argument("--resize", type=_positive_int,
+                   help="resize the shorter side to N px and centre-crop N x N (ImageNet canvases: 256)")
     t = p.add_argument_group("threat")
     t.add_argument("--shifts", required=True,
                    help="grid:K, grid:K:STEP, random:K:N[:DEG], list:dx,dy;..., rt:K:DEG[:NT:NR], engstrom")
@@ -110,7 +112,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 
     out = check_output_dir(args.out, args.overwrite)
     show = not args.quiet
-    data = load_dataset(args.data, limit=args.limit, progress=show)
+    data = load_dataset(args.data, limit=args.limit, progress=show, resize=args.resize)
     if len(data) == 0:
         raise ShiftAttackError(f"{args.data} holds no images")
     model = load_model(args.model, args.weights, args.mean, args.std)
@@ -126,7 +128,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     )
     doc = result.to_json(data.indices)
     doc["model"] = {"spec": args.model, "weights": args.weights, "mean": args.mean, "std": args.std}
-    doc["data"] = {"spec": args.data, "limit": args.limit, "n_images": len(data),
+    doc["data"] = {"spec": args.data, "limit": args.limit, "resize": args.resize, "n_images": len(data),
                    "image_size": list(data.images.shape[-2:])}
     doc["versions"] = {"shiftattack": __version__, "torch": torch.__version__}
     path = open_output_dir(out, args.overwrite)

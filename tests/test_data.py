@@ -399,3 +399,27 @@ def test_real_cifar_zip_limit(cifar_zip: Path) -> None:
     assert torch.bincount(ds.labels).tolist() == [20] * 10
     assert ds.classes == CIFAR_CLASSES
     assert torch.all(ds.indices[1:] > ds.indices[:-1])
+
+
+def test_resize_makes_mixed_sizes_one_canvas(tmp_path):
+    """``resize`` = Resize(n) + CenterCrop(n): mixed sizes become n x n, centred."""
+    from PIL import Image
+
+    from shiftattack.data import load_dataset
+
+    root = tmp_path / "folder"
+    for cls, size in (("a", (40, 30)), ("b", (20, 50))):
+        (root / cls).mkdir(parents=True)
+        arr = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+        arr[size[1] // 2, size[0] // 2] = 255  # a bright centre pixel
+        Image.fromarray(arr).save(root / cls / "0.png")
+    ds = load_dataset(root, resize=16, progress=False)
+    assert ds.images.shape == (2, 3, 16, 16)
+    for img in ds.images:
+        ys, xs = np.nonzero(img[0].numpy())
+        assert abs(ys.mean() - 7.5) <= 1.5 and abs(xs.mean() - 7.5) <= 1.5
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=np.zeros((3, 10, 12, 3), dtype=np.uint8), y=np.array([0, 1, 2]))
+    assert load_dataset(npz, resize=8).images.shape == (3, 3, 8, 8)
+    with pytest.raises(SpecError):
+        load_dataset(npz, resize=0)

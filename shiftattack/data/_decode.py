@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from ..errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "PROGRESS_THRESHOLD", "decode_images", "is_image_name"]
+__all__ = ["IMAGE_EXTENSIONS", "PROGRESS_THRESHOLD", "decode_images", "fit_arrays", "fit_image",
+           "is_image_name"]
 
 #: File extensions (lower case) read as images in ImageFolder directories and zips.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
@@ -43,12 +44,37 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _decode_one(data: bytes, name: str) -> np.ndarray:
+def fit_image(img: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` px (bilinear, antialiased) and centre-crop ``size x size``.
+
+    The usual ImageNet preparation (``Resize(size)`` then ``CenterCrop(size)``):
+    ``--resize 256`` gives the 256 px canvases that 224 px crop windows move over.
+    """
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def fit_arrays(images: np.ndarray, size: int) -> np.ndarray:
+    """:func:`fit_image` applied to uint8 ``(N, H, W, 3)`` arrays; returns ``(N, size, size, 3)``."""
+    out = np.empty((images.shape[0], size, size, 3), dtype=np.uint8)
+    for i, arr in enumerate(images):
+        out[i] = np.asarray(fit_image(Image.fromarray(arr), size), dtype=np.uint8)
+    return out
+
+
+def _decode_one(data: bytes, name: str, resize: int | None = None) -> np.ndarray:
     """Decode one file's bytes to uint8 ``(H, W, 3)``; ``name`` is for the message."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             rgb = _to_rgb(img)
             rgb.load()
+            if resize is not None:
+                rgb = fit_image(rgb, resize)
             return np.asarray(rgb, dtype=np.uint8)
     except Exception as exc:  # Pillow raises many types on bad files; re-raised, not hidden
         raise DataError(
@@ -64,6 +90,7 @@ def decode_images(
     progress: bool = True,
     desc: str = "decoding images",
     where: str | None = None,
+    resize: int | None = None,
 ) -> np.ndarray:
     """Decode the files ``names`` into one array.
 
@@ -75,6 +102,8 @@ def decode_images(
             :data:`PROGRESS_THRESHOLD` images are decoded.
         desc: the bar's label.
         where: the container (a zip) the names live in, for messages.
+        resize: when given, every image goes through :func:`fit_image` (so
+            images of mixed sizes become one size).
 
     Returns:
         uint8 RGB images, shape ``(n, H, W, 3)``.
@@ -107,7 +136,7 @@ def decode_images(
                 raise
             except Exception as exc:  # OSError, zipfile.BadZipFile (CRC), ...
                 raise DataError(f"cannot read {named(name)}: {type(exc).__name__}: {exc}") from exc
-            arr = _decode_one(data, named(name))
+            arr = _decode_one(data, named(name), resize)
             if out is None:
                 out = np.empty((len(names),) + arr.shape, dtype=np.uint8)
             elif arr.shape != out.shape[1:]:

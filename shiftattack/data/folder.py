@@ -156,7 +156,8 @@ def _assemble(
     )
 
 
-def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: str) -> LabeledImages:
+def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: str,
+                      resize: int | None = None) -> LabeledImages:
     """Load ``root/<class>/<image>`` from a directory.
 
     Args:
@@ -176,7 +177,7 @@ def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: 
     classes, paths, labels = _index(_list_dir(root), str(root), str(root), lambda rel: str(root / rel))
     chosen = select_indices(labels, limit)
     names = [str(root / paths[i]) for i in chosen]
-    images = decode_images(names, _read_file, progress=progress)
+    images = decode_images(names, _read_file, progress=progress, resize=resize)
     return _assemble(images, labels, chosen, classes, source)
 
 
@@ -203,7 +204,8 @@ def _zip_prefix(names: list[str], split: str | None, path: Path) -> str:
 
 
 def load_image_zip(
-    path: Path, split: str | None, *, limit: int | None, progress: bool, source: str
+    path: Path, split: str | None, *, limit: int | None, progress: bool, source: str,
+    resize: int | None = None,
 ) -> LabeledImages:
     """Load an ImageFolder layout straight from a zip, decoding only what ``limit`` keeps.
 
@@ -234,6 +236,7 @@ def load_image_zip(
         chosen = select_indices(labels, limit)
         members = [prefix + paths[i] for i in chosen]
         images = decode_images(
-            members, zf.read, progress=progress, desc=f"decoding {path.name}", where=str(path)
+            members, zf.read, progress=progress, desc=f"decoding {path.name}", where=str(path),
+            resize=resize,
         )
     return _assemble(images, labels, chosen, classes, source)

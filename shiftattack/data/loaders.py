@@ -17,10 +17,14 @@ existing directory.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
+import torch
+
 from ..errors import DataError, SpecError
+from ._decode import fit_arrays
 from .cifar import is_cifar_batches_dir, load_cifar_batches
 from .dataset import LabeledImages, _check_limit
 from .folder import load_image_folder, load_image_zip
@@ -69,10 +73,11 @@ def _unknown_layout(path: Path, why: str) -> DataError:
 
 
 def _load_dir(
-    path: Path, split: str | None, *, limit: int | None, progress: bool, source: str
+    path: Path, split: str | None, *, limit: int | None, progress: bool, source: str,
+    resize: int | None,
 ) -> LabeledImages:
     if is_cifar_batches_dir(path):
-        return load_cifar_batches(path, split, limit=limit, source=source)
+        return _fit(load_cifar_batches(path, split, limit=limit, source=source), resize)
     if split is not None:
         root = path / split
         if not root.is_dir():
@@ -80,16 +85,17 @@ def _load_dir(
             raise DataError(
                 f"no split folder {split!r} in {path}; its folders are: {', '.join(found) or '(none)'}"
             )
-        return load_image_folder(root, limit=limit, progress=progress, source=source)
+        return load_image_folder(root, limit=limit, progress=progress, source=source, resize=resize)
     with os.scandir(path) as it:
         entries = [(e.name, e.is_dir()) for e in it if not e.name.startswith(".")]
     if entries and not any(is_dir for _, is_dir in entries):
         raise _unknown_layout(path, f"a directory with {len(entries)} files and no subfolders")
-    return load_image_folder(path, limit=limit, progress=progress, source=source)
+    return load_image_folder(path, limit=limit, progress=progress, source=source, resize=resize)
 
 
 def load_dataset(
-    spec: str | os.PathLike[str], *, limit: int | None = None, progress: bool = True
+    spec: str | os.PathLike[str], *, limit: int | None = None, progress: bool = True,
+    resize: int | None = None,
 ) -> LabeledImages:
     """Load a labelled image dataset from a ``--data`` spec.
 
@@ -104,6 +110,9 @@ def load_dataset(
             the dataset's size keeps all.
         progress: show a tqdm bar on stderr while decoding more than 1000
             image files.
+        resize: resize the shorter side to this many px and centre-crop a
+            square (``Resize(n)`` + ``CenterCrop(n)``, bilinear): images of
+            mixed sizes become one size, e.g. 256 px ImageNet canvases.
 
     Returns:
         :class:`~shiftattack.data.LabeledImages` with uint8 RGB images
@@ -131,12 +140,23 @@ def load_dataset(
         raise SpecError("empty data spec; expected a path such as data.npz or data.zip:test")
     if limit is not None:
         limit = _check_limit(limit)
+    if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int) or resize < 1):
+        raise SpecError(f"resize must be a positive number of pixels, got {resize!r}")
     path, split = _split_spec(source)
     if path.is_dir():
-        return _load_dir(path, split, limit=limit, progress=progress, source=source)
+        return _load_dir(path, split, limit=limit, progress=progress, source=source, resize=resize)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return load_npz(path, limit=limit, source=source)
+        return _fit(load_npz(path, limit=limit, source=source), resize)
     if suffix == ".zip":
-        return load_image_zip(path, split, limit=limit, progress=progress, source=source)
+        return load_image_zip(path, split, limit=limit, progress=progress, source=source, resize=resize)
     raise _unknown_layout(path, f"a file of type {suffix or '(no extension)'!r}")
+
+
+def _fit(data: LabeledImages, resize: int | None) -> LabeledImages:
+    """Apply ``resize`` to in-memory arrays (npz, CIFAR batches)."""
+    if resize is None:
+        return data
+    arrays = data.images.permute(0, 2, 3, 1).numpy()
+    fitted = torch.from_numpy(fit_arrays(arrays, resize)).permute(0, 3, 1, 2).contiguous()
+    return dataclasses.replace(data, images=fitted)
