@@ -187,6 +187,37 @@ def time_it(fn: Callable[[], Any], repeats: int = 3, *, warmup: int = 1,
     return {"median": statistics.median(times), "min": min(times), "times": times, "result": result}
 
 
+def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 3, *, warmup: int = 1,
+                     warmup_fns: dict[str, Callable[[], Any]] | None = None,
+                     device: torch.device | str | None = None) -> dict[str, dict]:
+    """:func:`time_it` for several callables, run round-robin (A B C, A B C, ...).
+
+    On a shared machine the load drifts; interleaving puts every figure of a
+    ratio under the same conditions, and :func:`round_ratio` takes the median
+    of the per-round ratios. Returns ``{name: {"median", "min", "times", "result"}}``.
+    """
+    warmup_fns = warmup_fns or {}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            warmup_fns.get(name, fn)()
+    sync(device)
+    out = {name: {"times": [], "result": None} for name in fns}
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            out[name]["result"] = fn()
+            sync(device)
+            out[name]["times"].append(time.perf_counter() - t0)
+    for r in out.values():
+        r["median"], r["min"] = statistics.median(r["times"]), min(r["times"])
+    return out
+
+
+def round_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of ``num[i] / den[i]`` (two interleaved series of times or rates)."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -236,7 +267,8 @@ def _memory_child(setup: Callable[..., Callable[[], Any]], args: tuple, threads:
 
 
 def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any,
-                device: torch.device | str = "cpu") -> dict:
+                device: torch.device | str = "cpu", exact_malloc: bool = False,
+                env: dict[str, str] | None = None) -> dict:
     """Peak memory added by one call of ``fn = setup(*args)``.
 
     ``setup`` must be a picklable (module-level) function returning the
@@ -249,6 +281,13 @@ def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any,
       reset VmHWM through ``/proc/self/clear_refs``, call, read VmHWM. The
       difference is the resident memory the call really touched at its peak
       (tensors, allocator and library workspaces included).
+      With ``exact_malloc`` the child runs with ``MALLOC_MMAP_THRESHOLD_=65536``:
+      every block of 64 KiB or more (every sizeable tensor) gets its own
+      mapping, returned to the system when freed, so the figure follows the
+      live torch allocations; without it, glibc's default (dynamic threshold,
+      freed blocks kept in its heaps) adds fragmentation that depends on the
+      order of allocations: what a user's process really holds. ``env`` adds
+      environment variables for the child (e.g. ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``).
 
     Returns ``{"peak_bytes": int, "method": str, ...}``.
     """
@@ -267,13 +306,27 @@ def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any,
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_memory_child, args=(setup, args, torch.get_num_threads(), queue))
-    proc.start()
+    child_env = dict(env or {})
+    if exact_malloc:
+        child_env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # read by the child's glibc at start-up
+    saved = {k: os.environ.get(k) for k in child_env}
+    os.environ.update(child_env)  # a spawn child inherits the parent's environment at start
+    try:
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
     try:
         out = queue.get(timeout=3600)
     finally:
         proc.join()
     if "error" in out:
         raise RuntimeError(f"memory measurement failed in the child process: {out['error']}")
+    out["malloc"] = "MALLOC_MMAP_THRESHOLD_=65536" if exact_malloc else "glibc default"
+    out["env"] = child_env
     return out
 
 

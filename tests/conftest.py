@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,12 @@ def cifar_zip() -> Path:
     if not folder or not path.is_file():
         pytest.skip("set SHIFTATTACK_DATA_DIR to the folder holding cifar10-jpeg.zip (../shared/data) to run")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only contend on a shared 2-core CI machine (about 3x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,6 +18,8 @@ from shiftattack.threats import ThreatModel, parse_shifts
 
 K = 2
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def problem():

@@ -45,6 +45,8 @@ MODEL_FILE = textwrap.dedent(
     """
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture()
 def files(tmp_path):

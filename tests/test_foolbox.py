@@ -12,6 +12,8 @@ from shiftattack.threats import ThreatModel, parse_shifts
 
 fb = pytest.importorskip("foolbox")
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def problem():

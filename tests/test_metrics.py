@@ -25,6 +25,8 @@ from shiftattack.metrics import (
 
 # ----------------------------------------------------------------------------- tiny models
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def column_model(x: torch.Tensor) -> torch.Tensor:
     """Class j = column of the brightest pixel of channel 0 (sharp: logits scaled by 100)."""

@@ -15,14 +15,7 @@ from shiftattack.errors import SpecError
 from shiftattack.shifts import crop_window, rotate_translate, shift, shift_bilinear, shift_fourier
 from shiftattack.threats import ENGSTROM, ShiftSet, ThreatModel, parse_shifts
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only contend on the shared 2-core CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = settings(max_examples=50, deadline=None)
