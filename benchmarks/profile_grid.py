@@ -37,7 +37,7 @@ from shiftattack.data import load_dataset  # noqa: E402
 from shiftattack.models import SmallCNN  # noqa: E402
 from shiftattack.threats import ThreatModel, parse_shifts  # noqa: E402
 
-CLOCK = {"forward": 0.0, "apply": 0.0, "forward_images": 0}
+CLOCK = {"forward": 0.0, "apply": 0.0, "forward_images": 0, "sizes": []}
 
 
 class TimedModel(nn.Module):
@@ -50,6 +50,7 @@ class TimedModel(nn.Module):
         out = self.model(x)
         CLOCK["forward"] += time.perf_counter() - t0
         CLOCK["forward_images"] += x.shape[0]
+        CLOCK["sizes"].append(int(x.shape[0]))
         return out
 
 
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--early-exit", action="store_true", help="default: every pair evaluated")
     p.add_argument("--untrained", action="store_true")
     p.add_argument("--top", type=int, default=18)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the batch-size replay")
     args = p.parse_args(argv)
 
     if args.untrained:
@@ -87,8 +89,7 @@ def main(argv=None) -> int:
     atk(timed, x[:64], y[:64], device="cpu")  # warm-up
 
     # 1. wall-time split
-    for k in CLOCK:
-        CLOCK[k] = 0
+    CLOCK.update(forward=0.0, apply=0.0, forward_images=0, sizes=[])
     t0 = time.perf_counter()
     res = atk(timed, x, y, device="cpu")
     wall = time.perf_counter() - t0
@@ -110,7 +111,31 @@ def main(argv=None) -> int:
     print(f"  threat.apply (shift) {app:8.3f} s  {100 * app / wall:5.1f} %")
     print(f"  everything else      {wall - fwd - app:8.3f} s  {100 * (wall - fwd - app) / wall:5.1f} %")
     print(f"  plain inference of the same {imgs} images at batch {b}: {plain:.3f} s "
-          f"({imgs / plain:.0f} images/s); attack wall / plain = {wall / plain:.3f}")
+          f"({imgs / plain:.0f} images/s); attack wall / plain = {wall / plain:.3f} (not interleaved)")
+
+    # 1b. the attack's own sequence of batch sizes replayed, against full batches, round-robin
+    sizes = CLOCK["sizes"]
+    fill = sum(sizes) / len(sizes) / b
+    print(f"  model calls {len(sizes)}, distinct batch sizes {len(set(sizes))}, mean fill {fill:.2f} of B, "
+          f"calls below B/2: {sum(1 for v in sizes if v < b / 2)}")
+
+    def replay():
+        with torch.inference_mode():
+            s = 0
+            for v in sizes:
+                model(xp[s : s + v])
+                s += v
+
+    def full():
+        with torch.inference_mode():
+            for s in range(0, imgs, b):
+                model(xp[s : s + b])
+
+    t = C.time_interleaved({"replay": replay, "full": full}, args.rounds, warmup=0)
+    r = C.round_ratio(t["full"]["times"], t["replay"]["times"])
+    print(f"  the same {imgs} images through the model in the attack's batch sizes: "
+          f"{t['replay']['median']:.3f} s, in full batches of {b}: {t['full']['median']:.3f} s "
+          f"(throughput ratio attack-sizes / full = {r:.3f}, median of {args.rounds} interleaved rounds)")
 
     # 2. torch.profiler operators
     from torch.profiler import ProfilerActivity, profile

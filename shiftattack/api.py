@@ -48,7 +48,7 @@ def make_attack(
     *,
     batch_size: int = 256,
     early_exit: bool = True,
-    order: str = "radius",
+    order: str = "adaptive",
     seed: int = 0,
     steps: int = 10,
     restarts: int = 3,

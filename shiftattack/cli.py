@@ -92,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: exhaustive grid for finite sets, worst-of-N for random:K:N")
     s.add_argument("--no-early-exit", action="store_true",
                    help="grid: evaluate every shift even after a failure (minimum margins for all)")
-    s.add_argument("--order", default="radius", choices=["radius", "far_first"],
-                   help="grid search order (radius also gives the exact accuracy-vs-radius curve)")
+    s.add_argument("--order", default="adaptive", choices=["adaptive", "radius", "far_first"],
+                   help="grid search order: adaptive (shifts that fooled most images first; fewest "
+                        "passes), radius (rings outwards; also gives the exact worst-case accuracy for "
+                        "every radius K from this one pass), far_first")
     s.add_argument("--seed", type=int, default=0, help="seed of random draws and restarts")
     s.add_argument("--steps", type=_positive_int, default=10, help="gradient: steps per restart")
     s.add_argument("--restarts", type=_positive_int, default=3, help="gradient: restarts")

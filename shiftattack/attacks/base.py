@@ -41,6 +41,9 @@ class Search:
         fooled_radius: float64 (n,), the smallest Chebyshev radius at which the
             image was fooled (``inf`` if never); ``None`` when the search order
             does not determine it.
+        verified: bool (n,), failures already confirmed by a separate forward
+            pass at ``params`` (with ``margin`` from that pass); the base class
+            re-verifies every other failure. ``None``: none confirmed.
     """
 
     fooled: Tensor
@@ -48,6 +51,7 @@ class Search:
     margin: Tensor
     n_evaluated: Tensor
     fooled_radius: Tensor | None = None
+    verified: Tensor | None = None
 
 
 @dataclass
@@ -201,6 +205,7 @@ class Attack:
             margin=margins(clean_logits, labels).cpu().double(),
             n_evaluated=torch.ones(n, dtype=torch.long),
             fooled_radius=torch.where(correct.cpu(), math.inf, 0.0).double(),
+            verified=torch.zeros(n, dtype=torch.bool),
         )
         todo = correct.nonzero().squeeze(1)
         if todo.numel():
@@ -214,6 +219,8 @@ class Attack:
                 found.fooled_radius = None
             elif found.fooled_radius is not None:
                 found.fooled_radius[t] = sub.fooled_radius.double()
+            if sub.verified is not None:
+                found.verified[t] = sub.verified & sub.fooled
         self._reverify(runner, images, labels, found)
         return AttackResult(
             attack=self.name, threat=self.threat, labels=labels.cpu(), clean_pred=clean_pred.cpu(),
@@ -237,12 +244,14 @@ class Attack:
         return torch.cat(out)
 
     def _reverify(self, runner: ModelRunner, images: Tensor, labels: Tensor, found: Search) -> None:
-        """Re-run every reported failure alone (one image per row, own batches).
+        """Re-run every reported failure not yet confirmed, in a separate forward pass.
 
-        A failure the separate pass does not confirm is an error for an exact
-        attack, and is withdrawn (the image counts as surviving) otherwise.
+        The clean pass's mistakes are re-run too. A failure the separate pass
+        does not confirm is an error for an exact attack, and is withdrawn (the
+        image counts as surviving) otherwise.
         """
-        idx = found.fooled.nonzero().squeeze(1)
+        todo = found.fooled if found.verified is None else found.fooled & ~found.verified
+        idx = todo.nonzero().squeeze(1)
         if not idx.numel():
             return
         logits = self._logits(runner, images[idx.to(images.device)], found.params[idx])

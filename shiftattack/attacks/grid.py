@@ -16,17 +16,52 @@ from .base import Attack, Search
 __all__ = ["GridAttack"]
 
 
+class _Schedule:
+    """The order in which members are searched; one global order shared by all images.
+
+    Every surviving image evaluates the same members in the same order, so the
+    order can adapt to what the search has seen: ``adaptive`` takes next the
+    member that has fooled the most images so far (ties: farthest first);
+    ``radius`` does the same within the smallest unfinished Chebyshev ring, so
+    rings are still searched outwards; ``far_first`` is a fixed order.
+    """
+
+    def __init__(self, members: Tensor, order: str) -> None:
+        self.order = order
+        self.radius = members[:, :2].abs().amax(dim=1)
+        self.remaining = torch.ones(members.shape[0], dtype=torch.bool)
+        self.fail_counts = torch.zeros(members.shape[0], dtype=torch.long)
+        self.rank = torch.full((members.shape[0],), members.shape[0], dtype=torch.long)
+        self.scheduled = 0
+
+    def __bool__(self) -> bool:
+        return self.scheduled < self.remaining.numel()
+
+    def next(self) -> int:
+        """Index of the next member (members are pre-sorted so that ties go to the lowest index)."""
+        cand = self.remaining.clone()
+        if self.order == "radius":
+            cand &= self.radius == self.radius[self.remaining].min()
+        if self.order != "far_first":
+            counts = torch.where(cand, self.fail_counts, -1)
+            cand &= counts == counts.max()
+        k = int(cand.nonzero()[0])
+        self.remaining[k] = False
+        self.rank[k] = self.scheduled
+        self.scheduled += 1
+        return k
+
+
 class GridAttack(Attack):
     """Evaluate (image, shift) pairs in full batches until each image is fooled or exhausted.
 
-    The set is enumerated in ``order`` (``radius``: Chebyshev rings outwards, the
-    default, which also yields the exact accuracy-versus-radius curve from one
-    pass; ``far_first``: largest shifts first). All surviving images advance
-    through the ordered members together; each step takes ``batch_size //
-    n_alive`` members so every forward pass stays full as images drop out.
-    Within a step the pairs run member-major, and an image is dropped as soon as
-    a failure is found and confirmed by a separate forward pass (``early_exit``).
-    Memory is bounded by ``batch_size`` pairs, whatever the size of the set.
+    All surviving images advance through one shared order of the members (see
+    ``order``). Pairs are queued member-major and taken ``batch_size`` at a
+    time, pairs of images already fooled being dropped first, so every forward
+    pass is full until the very last. An image leaves the search as soon as a
+    failure is found and confirmed by a separate forward pass (``early_exit``).
+    Memory is bounded by about ``batch_size`` + one member's worth of pairs,
+    whatever the size of the set.
 
     For an image that survives, the result is the exact minimum-margin member
     over the whole set; for a fooled image, the first failure in search order
@@ -36,20 +71,29 @@ class GridAttack(Attack):
         threat: a finite threat model (not ``random:``).
         batch_size: (image, shift) pairs per forward pass.
         early_exit: drop an image at its first confirmed failure.
-        order: ``radius`` or ``far_first``.
+        order: ``adaptive`` (default): the members that fooled most images so
+            far first, farthest first at the start — the fewest forward passes
+            (no accuracy-versus-radius curve with early exit). ``radius``:
+            Chebyshev rings outwards, within a ring adaptively; the first failure
+            of an image is then at its smallest failing radius, which gives the
+            exact accuracy-versus-radius curve from one pass, at the cost of
+            more passes. ``far_first``: a fixed largest-first order.
     """
 
     name = "grid"
     exact = True
+    ORDERS = ("radius", "adaptive", "far_first")
 
     def __init__(self, threat: ThreatModel, *, batch_size: int = 256, early_exit: bool = True,
-                 order: str = "radius") -> None:
+                 order: str = "adaptive") -> None:
         super().__init__(threat, batch_size=batch_size)
         if threat.shifts.kind == "random":
             raise SpecError("the grid attack needs a finite set (grid:, list:, rt:), not random:")
+        if order not in self.ORDERS:
+            raise SpecError(f"unknown order {order!r}; expected one of {', '.join(self.ORDERS)}")
         self.early_exit = early_exit
         self.order = order
-        ordered = threat.shifts.ordered(order)  # (M, 3) float64, validates order
+        ordered = threat.shifts.ordered("radius" if order == "radius" else "far_first")
         # The clean pass of the base class already evaluated the identity: search the rest,
         # and keep the identity as row M of the table so it can be a minimiser.
         self.members = ordered[(ordered != 0).any(dim=1)]
@@ -60,77 +104,90 @@ class GridAttack(Attack):
 
     def search(self, runner: ModelRunner, images: Tensor, labels: Tensor, clean_margin: Tensor,
                progress: bool) -> Search:
-        n = images.shape[0]
-        m = self.members.shape[0]
-        best_margin = clean_margin.double().clone()
-        best_member = torch.full((n,), m, dtype=torch.long)  # row m of the table: the identity
-        first_fail = torch.full((n,), m, dtype=torch.long)  # index of first confirmed failure
-        fail_radius = torch.full((n,), math.inf, dtype=torch.float64)
-        n_eval = torch.zeros(n, dtype=torch.long)
-        alive = torch.ones(n, dtype=torch.bool)
-        bar = tqdm(total=n * m, disable=not progress, unit="pair", leave=False, desc="grid attack")
-        pointer = 0
-        while pointer < m and bool(alive.any()):
-            active = alive.nonzero().squeeze(1)
-            step = min(max(1, self.batch_size // active.numel()), m - pointer)
-            member_idx = torch.arange(pointer, pointer + step).repeat_interleave(active.numel())
-            image_idx = active.repeat(step)  # member-major: all images at member k, then k + 1
-            for s in range(0, member_idx.numel(), self.batch_size):
-                mi, ii = member_idx[s : s + self.batch_size], image_idx[s : s + self.batch_size]
-                if self.early_exit:
-                    keep = alive[ii]
-                    mi, ii = mi[keep], ii[keep]
-                if not ii.numel():
-                    continue
-                self._evaluate(runner, images, labels, mi, ii, best_margin, best_member, first_fail,
-                               fail_radius, n_eval, alive)
-            bar.update(int(active.numel()) * step)
-            pointer += step
+        n, m = images.shape[0], self.members.shape[0]
+        state = _State(n, m, clean_margin)
+        schedule = _Schedule(self.members, self.order)
+        queue_m = queue_i = torch.zeros(0, dtype=torch.long)
+        bar = tqdm(total=m, disable=not progress, unit="shift", leave=False, desc="grid attack")
+        while True:
+            if self.early_exit:
+                keep = state.alive[queue_i]
+                queue_m, queue_i = queue_m[keep], queue_i[keep]
+            while queue_i.numel() < self.batch_size and schedule and bool(state.alive.any()):
+                k = schedule.next()
+                active = state.alive.nonzero().squeeze(1)
+                queue_m = torch.cat([queue_m, torch.full_like(active, k)])
+                queue_i = torch.cat([queue_i, active])
+                bar.update(1)
+                bar.set_postfix(alive=int(active.numel()))
+            if not queue_i.numel():
+                break
+            mi, ii = queue_m[: self.batch_size], queue_i[: self.batch_size]
+            queue_m, queue_i = queue_m[self.batch_size :], queue_i[self.batch_size :]
+            self._evaluate(runner, images, labels, mi, ii, state, schedule)
         bar.close()
-        fooled = first_fail < m
-        chosen = best_member.clone()
+        fooled = state.first_fail < m
+        chosen = state.best_member.clone()
         if self.early_exit:
-            chosen[fooled] = first_fail[fooled]
+            chosen[fooled] = state.first_fail[fooled]
         else:  # report the minimum-margin member; if a tie fooled it, the first failure
-            use_first = fooled & (best_margin >= 0)
-            chosen[use_first] = first_fail[use_first]
-        return Search(fooled=fooled, params=self.table[chosen], margin=best_margin.clone(),
-                      n_evaluated=n_eval, fooled_radius=fail_radius if self.order == "radius"
-                      or not self.early_exit else None)
+            use_first = fooled & (state.best_margin >= 0)
+            chosen[use_first] = state.first_fail[use_first]
+        curve = self.order == "radius" or not self.early_exit
+        # with early exit the reported failure is the one confirmed in the search, by its own pass
+        return Search(fooled=fooled, params=self.table[chosen], margin=state.best_margin.clone(),
+                      n_evaluated=state.n_eval, fooled_radius=state.fail_radius if curve else None,
+                      verified=fooled.clone() if self.early_exit else None)
 
-    def _evaluate(self, runner, images, labels, mi, ii, best_margin, best_member, first_fail,
-                  fail_radius, n_eval, alive) -> None:
+    def _evaluate(self, runner: ModelRunner, images: Tensor, labels: Tensor, mi: Tensor, ii: Tensor,
+                  state: _State, schedule: _Schedule) -> None:
         """One forward pass over pairs (mi, ii); updates the per-image state in place."""
         dev = images.device
-        params = self.members[mi]
-        logits = runner(self.threat.apply(images[ii.to(dev)], params.to(dev)))
+        logits = runner(self.threat.apply(images[ii.to(dev)], self.members[mi].to(dev)))
         lab = labels[ii.to(dev)]
         marg = margins(logits, lab).double().cpu()
         wrong = (logits.argmax(1) != lab).cpu()
-        n_eval.index_add_(0, ii, torch.ones_like(ii))
+        state.n_eval.index_add_(0, ii, torch.ones_like(ii))
         # minimum margin per image over this batch (any minimiser is exact)
-        new_min = best_margin.scatter_reduce(0, ii, marg, reduce="amin")
-        hit = marg == new_min[ii]
-        improved = hit & (marg < best_margin[ii])
-        best_member[ii[improved]] = mi[improved]
-        best_margin.copy_(new_min)
+        new_min = state.best_margin.scatter_reduce(0, ii, marg, reduce="amin")
+        improved = (marg == new_min[ii]) & (marg < state.best_margin[ii])
+        state.best_member[ii[improved]] = mi[improved]
+        state.best_margin.copy_(new_min)
         if not bool(wrong.any()):
             return
         fi, fm = ii[wrong], mi[wrong]
-        radius = self.members[:, :2].abs().amax(dim=1)
-        if self.order != "radius":  # rings are not in order: the smallest failing radius seen
-            fail_radius.scatter_reduce_(0, fi, radius[fm], reduce="amin")
-        # first failure (lowest member index) per image in this batch
-        cand = torch.full_like(first_fail, len(self.members)).scatter_reduce(0, fi, fm, reduce="amin")
-        new = (cand < first_fail).nonzero().squeeze(1)
+        schedule.fail_counts.index_add_(0, fm, torch.ones_like(fm))
+        # smallest failing radius seen (exact once every smaller member has been evaluated)
+        state.fail_radius.scatter_reduce_(0, fi, schedule.radius[fm], reduce="amin")
+        # the first failure in search order per image, among those not yet confirmed
+        big = len(self.members)
+        rank = torch.full((state.alive.numel(),), big, dtype=torch.long).scatter_reduce(
+            0, fi, schedule.rank[fm], reduce="amin")
+        first_rank = torch.where(state.first_fail < big,
+                                 schedule.rank[state.first_fail.clamp(max=big - 1)], big)
+        new = (rank < first_rank).nonzero().squeeze(1)
         if not new.numel():
             return
-        confirm_logits = runner(self.threat.apply(images[new.to(dev)], self.members[cand[new]].to(dev)))
+        member_of_rank = torch.empty(big, dtype=torch.long)
+        seen = schedule.rank < big
+        member_of_rank[schedule.rank[seen]] = seen.nonzero().squeeze(1)
+        cand = member_of_rank[rank[new]]
+        confirm_logits = runner(self.threat.apply(images[new.to(dev)], self.members[cand].to(dev)))
         confirmed = (confirm_logits.argmax(1) != labels[new.to(dev)]).cpu()
         ok = new[confirmed]
-        first_fail[ok] = cand[ok]
-        if self.order == "radius":  # members are in ring order: the first failure is the smallest ring
-            fail_radius[ok] = radius[cand[ok]]
+        state.first_fail[ok] = cand[confirmed]
         if self.early_exit:
-            alive[ok] = False
-            best_margin[ok] = margins(confirm_logits, labels[new.to(dev)]).double().cpu()[confirmed]
+            state.alive[ok] = False
+            state.best_margin[ok] = margins(confirm_logits, labels[new.to(dev)]).double().cpu()[confirmed]
+
+
+class _State:
+    """Per-image search state (CPU tensors of length n)."""
+
+    def __init__(self, n: int, m: int, clean_margin: Tensor) -> None:
+        self.best_margin = clean_margin.double().clone()
+        self.best_member = torch.full((n,), m, dtype=torch.long)  # row m of the table: the identity
+        self.first_fail = torch.full((n,), m, dtype=torch.long)  # member index of the first failure
+        self.fail_radius = torch.full((n,), math.inf, dtype=torch.float64)
+        self.n_eval = torch.zeros(n, dtype=torch.long)
+        self.alive = torch.ones(n, dtype=torch.bool)
