@@ -46,9 +46,11 @@ __all__ = [
     "INTERPOLATIONS",
     "MODES",
     "shift",
+    "crop_gather",
     "crop_window",
     "shift_bilinear",
     "shift_fourier",
+    "shift_gather",
     "rotate_translate",
     "Shift",
 ]
@@ -78,16 +80,94 @@ def _as_shift_vector(d: ShiftArg, n: int, device: torch.device, name: str) -> Te
     return torch.full((n,), d, dtype=torch.long, device=device)
 
 
-def _gather_window(src: Tensor, top: Tensor, left: Tensor, h: int, w: int) -> Tensor:
-    """Per-image window ``src[n, :, top[n]:top[n]+h, left[n]:left[n]+w]`` by indexing.
+def _gather(src: Tensor, index: Tensor | None, rows: Tensor, cols: Tensor) -> Tensor:
+    """``out[b, c, i, j] = src[index[b], c, rows[b, i], cols[b, j]]`` in one indexing pass.
 
-    Shapes: src (N, C, Hs, Ws); top, left (N,) int64; returns (N, C, h, w).
+    Shapes: src (N, C, Hs, Ws); index (B,) int64 or None (= arange(N)); rows (B, h);
+    cols (B, w); returns (B, C, h, w). No padded or per-pair copy of the images is made.
     """
-    n, c, _, ws = src.shape
-    rows = top[:, None] + torch.arange(h, device=src.device)  # (N, h)
-    cols = left[:, None] + torch.arange(w, device=src.device)  # (N, w)
-    out = src.gather(2, rows[:, None, :, None].expand(n, c, h, ws))
-    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+    b = rows.shape[0]
+    if index is None:
+        index = torch.arange(b, device=src.device)
+    channels = torch.arange(src.shape[1], device=src.device)
+    return src[index[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None],
+               cols[:, None, None, :]]
+
+
+def _source_coords(d: Tensor, size: int, mode: str) -> tuple[Tensor, Tensor | None]:
+    """Source coordinates (B, size) of a shift by ``d`` (B,) px along one axis.
+
+    Returns the indices into the unshifted axis and, in ``zero`` mode, the mask
+    of positions that come from inside the image (the rest take the fill).
+    """
+    pos = torch.arange(size, device=d.device)[None, :] - d[:, None]
+    if mode == "circular":
+        return pos % size, None
+    if mode == "replicate":
+        return pos.clamp(0, size - 1), None
+    if mode == "reflect":  # mirror about the edge pixels, which are not repeated
+        if size == 1:
+            return torch.zeros_like(pos), None
+        period = 2 * (size - 1)
+        p = pos.abs() % period
+        return torch.where(p >= size, period - p, p), None
+    return pos.clamp(0, size - 1), (pos >= 0) & (pos < size)
+
+
+def shift_gather(x: Tensor, index: Tensor | None, dx: Tensor, dy: Tensor, mode: str = "circular",
+                 fill: float = 0.0) -> Tensor:
+    """Exact per-row shifts of images picked by ``index``: ``shift(x[index], dx, dy, mode)``.
+
+    Computes each output pixel's source pixel and reads it in one indexing pass,
+    without copying ``x[index]`` or padding it first (the attacks' hot path).
+
+    Args:
+        x: images (N, C, H, W), any dtype.
+        index: (B,) int64 rows of ``x`` (None: all N, in order).
+        dx, dy: (B,) int64 shifts in pixels.
+        mode: ``circular``, ``zero``, ``reflect`` or ``replicate``.
+        fill: vacated value in ``zero`` mode.
+
+    Returns:
+        Tensor (B, C, H, W), bit-exact.
+    """
+    h, w = x.shape[-2:]
+    k = int(torch.maximum(dx.abs().max(), dy.abs().max())) if dx.numel() else 0
+    _check_pad(k, h, w, mode)
+    rows, row_ok = _source_coords(dy, h, mode)
+    cols, col_ok = _source_coords(dx, w, mode)
+    out = _gather(x, index, rows, cols)
+    if row_ok is not None and col_ok is not None:
+        inside = row_ok[:, None, :, None] & col_ok[:, None, None, :]
+        out = out.masked_fill(~inside, fill)
+    return out
+
+
+def _window_coords(canvas_size: int, size: int, d: Tensor) -> Tensor:
+    """Rows (or columns) (B, size) of the window moved by content shift ``d`` (B,)."""
+    start = (canvas_size - size) // 2 - d
+    return start[:, None] + torch.arange(size, device=d.device)[None, :]
+
+
+def crop_gather(canvas: Tensor, index: Tensor | None, dx: Tensor, dy: Tensor,
+                size: tuple[int, int]) -> Tensor:
+    """Windows of canvases picked by ``index``: ``crop_window(canvas[index], dx, dy, size)``.
+
+    Shapes: canvas (N, C, Hs, Ws); index (B,) or None; dx, dy (B,) int64; returns
+    (B, C, h, w), bit-exact. Raises SpecError when a window would leave the canvas.
+    """
+    hs, ws = canvas.shape[-2:]
+    h, w = size
+    if h > hs or w > ws:
+        raise SpecError(f"crop window {h}x{w} is larger than the canvas {hs}x{ws}")
+    lo_x, hi_x = -(ws - w - (ws - w) // 2), (ws - w) // 2
+    lo_y, hi_y = -(hs - h - (hs - h) // 2), (hs - h) // 2
+    if dx.numel() and (int(dx.min()) < lo_x or int(dx.max()) > hi_x or int(dy.min()) < lo_y
+                       or int(dy.max()) > hi_y):
+        raise SpecError(
+            f"crop shift leaves the {hs}x{ws} canvas: a {h}x{w} window admits "
+            f"dx in [{lo_x}, {hi_x}], dy in [{lo_y}, {hi_y}]")
+    return _gather(canvas, index, _window_coords(hs, h, dy), _window_coords(ws, w, dx))
 
 
 def _pad_mode(mode: str) -> str:
@@ -124,13 +204,7 @@ def shift(x: Tensor, dx: ShiftArg, dy: ShiftArg, mode: str = "circular", fill: f
     dyv = _as_shift_vector(dy, n, x.device, "dy")
     if n == 0:
         return x.clone()
-    if mode == "circular":
-        return _gather_window(x.repeat(1, 1, 2, 2), (-dyv) % h, (-dxv) % w, h, w)
-    k = int(torch.maximum(dxv.abs().max(), dyv.abs().max()))
-    _check_pad(k, h, w, mode)
-    padded = F.pad(x, (k, k, k, k), mode=_pad_mode(mode), value=fill) if mode == "zero" else \
-        F.pad(x, (k, k, k, k), mode=_pad_mode(mode))
-    return _gather_window(padded, k - dyv, k - dxv, h, w)
+    return shift_gather(x, None, dxv, dyv, mode, fill)
 
 
 def _check_pad(k: int, h: int, w: int, mode: str) -> None:
@@ -171,22 +245,10 @@ def crop_window(canvas: Tensor, dx: ShiftArg, dy: ShiftArg, size: tuple[int, int
         SpecError: when a window would leave the canvas.
     """
     check_shape(canvas, ["N", "C", "Hs", "Ws"], "canvas")
-    n, _, hs, ws = canvas.shape
-    h, w = size
-    if h > hs or w > ws:
-        raise SpecError(f"crop window {h}x{w} is larger than the canvas {hs}x{ws}")
+    n = canvas.shape[0]
     dxv = _as_shift_vector(dx, n, canvas.device, "dx")
     dyv = _as_shift_vector(dy, n, canvas.device, "dy")
-    top = (hs - h) // 2 - dyv
-    left = (ws - w) // 2 - dxv
-    if n and (int(top.min()) < 0 or int(left.min()) < 0 or int(top.max()) > hs - h
-              or int(left.max()) > ws - w):
-        raise SpecError(
-            f"crop shift leaves the {hs}x{ws} canvas: a {h}x{w} window admits "
-            f"dx in [{-(ws - w - (ws - w) // 2)}, {(ws - w) // 2}], "
-            f"dy in [{-(hs - h - (hs - h) // 2)}, {(hs - h) // 2}]"
-        )
-    return _gather_window(canvas, top, left, h, w)
+    return crop_gather(canvas, None, dxv, dyv, size)
 
 
 def _as_float_vector(d: float | Tensor, n: int, like: Tensor, name: str) -> Tensor:

@@ -31,7 +31,17 @@ import torch
 from torch import Tensor
 
 from .errors import SpecError
-from .shifts import INTERPOLATIONS, MODES, crop_window, rotate_translate, shift, shift_bilinear, shift_fourier
+from .shifts import (
+    INTERPOLATIONS,
+    MODES,
+    crop_gather,
+    crop_window,
+    rotate_translate,
+    shift,
+    shift_bilinear,
+    shift_fourier,
+    shift_gather,
+)
 
 __all__ = ["ShiftSet", "ThreatModel", "parse_shifts", "ENGSTROM"]
 
@@ -287,6 +297,24 @@ class ThreatModel:
         if self.interpolation == "fourier":
             return shift_fourier(x, dx.to(x.dtype), dy.to(x.dtype))
         return shift_bilinear(x, dx.to(x.dtype), dy.to(x.dtype), self.mode, self.fill, self.crop_size)
+
+    def apply_to(self, images: Tensor, index: Tensor, params: Tensor) -> Tensor:
+        """``apply(images[index], params)``, without copying ``images[index]`` for exact shifts.
+
+        Args:
+            images: (N, C, H, W) images (canvases in crop mode).
+            index: (B,) int64 rows of ``images``, on their device.
+            params: (B, 3) rows ``(dx, dy, angle)``.
+
+        Returns:
+            Tensor (B, C, h, w).
+        """
+        if self.interpolation != "exact" or self.shifts.has_rotation:
+            return self.apply(images[index], params)
+        dx, dy = params[:, 0].round().long(), params[:, 1].round().long()
+        if self.mode == "crop":
+            return crop_gather(images, index, dx, dy, self.crop_size)  # type: ignore[arg-type]
+        return shift_gather(images, index, dx, dy, self.mode, self.fill)
 
     def to_json(self) -> dict:
         out = {**self.shifts.to_json(), "mode": self.mode, "interpolation": self.interpolation}

@@ -495,3 +495,19 @@ def test_to_json_roundtrips(spec: str) -> None:
     again = parse_shifts(data["spec"])
     assert torch.equal(again.params, s.params) and again.size == s.size == data["n_shifts"]
     assert data["radius"] == s.radius
+
+
+@pytest.mark.parametrize("mode", ["circular", "zero", "reflect", "replicate", "crop"])
+@pytest.mark.parametrize("spec, interp", [("grid:2", "exact"), ("grid:1:0.5", "bilinear"),
+                                          ("rt:1:10:3:3", "bilinear")])
+def test_apply_to_equals_apply_on_selected_rows(mode, spec, interp):
+    if spec.startswith("rt") and mode != "zero":
+        pytest.skip("rotations are zero-fill only")
+    size = (8, 8) if mode == "crop" else None
+    tm = ThreatModel(parse_shifts(spec), mode=mode, interpolation=interp, fill=0.25, crop_size=size)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 12, 12, generator=gen)
+    index = torch.tensor([4, 0, 0, 2, 3, 1, 4])
+    members = tm.shifts.params
+    params = members[torch.randint(0, len(members), (7,), generator=gen)]
+    assert torch.equal(tm.apply_to(images, index, params), tm.apply(images[index], params))

@@ -238,7 +238,8 @@ class Attack:
         out = []
         for s in range(0, images.shape[0], self.batch_size):
             p = params[s : s + self.batch_size].to(runner.device)
-            out.append(runner(self.threat.apply(images[s : s + self.batch_size], p)))
+            index = torch.arange(s, min(s + self.batch_size, images.shape[0]), device=images.device)
+            out.append(runner(self.threat.apply_to(images, index, p)))
         if not out:
             return torch.zeros(0, runner.num_classes or 1, device=runner.device)
         return torch.cat(out)

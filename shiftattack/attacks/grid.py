@@ -143,7 +143,7 @@ class GridAttack(Attack):
                   state: _State, schedule: _Schedule) -> None:
         """One forward pass over pairs (mi, ii); updates the per-image state in place."""
         dev = images.device
-        logits = runner(self.threat.apply(images[ii.to(dev)], self.members[mi].to(dev)))
+        logits = runner(self.threat.apply_to(images, ii.to(dev), self.members[mi].to(dev)))
         lab = labels[ii.to(dev)]
         marg = margins(logits, lab).double().cpu()
         wrong = (logits.argmax(1) != lab).cpu()
@@ -172,7 +172,7 @@ class GridAttack(Attack):
         seen = schedule.rank < big
         member_of_rank[schedule.rank[seen]] = seen.nonzero().squeeze(1)
         cand = member_of_rank[rank[new]]
-        confirm_logits = runner(self.threat.apply(images[new.to(dev)], self.members[cand].to(dev)))
+        confirm_logits = runner(self.threat.apply_to(images, new.to(dev), self.members[cand].to(dev)))
         confirmed = (confirm_logits.argmax(1) != labels[new.to(dev)]).cpu()
         ok = new[confirmed]
         state.first_fail[ok] = cand[confirmed]

@@ -54,7 +54,7 @@ class RandomAttack(Attack):
         for s in tqdm(range(0, n * k, self.batch_size), disable=not progress, leave=False,
                       desc="random attack"):
             ii = image_idx[s : s + self.batch_size]
-            logits = runner(self.threat.apply(images[ii.to(dev)], flat[s : s + self.batch_size].to(dev)))
+            logits = runner(self.threat.apply_to(images, ii.to(dev), flat[s : s + self.batch_size].to(dev)))
             lab = labels[ii.to(dev)]
             loss[s : s + len(ii)] = F.cross_entropy(logits, lab, reduction="none").double().cpu()
             marg[s : s + len(ii)] = margins(logits, lab).double().cpu()
