@@ -21,11 +21,13 @@ from shiftattack.errors import ShapeError, SpecError
 from shiftattack.shifts import (
     INTEGER_MODES,
     Shift,
+    crop_gather,
     crop_window,
     rotate_translate,
     shift,
     shift_bilinear,
     shift_fourier,
+    shift_gather,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -830,3 +832,23 @@ def test_unknown_mode_raises_spec_error(mode: str) -> None:
     if mode != "crop":
         with pytest.raises(SpecError):
             shift_bilinear(x, 0.5, 0.0, mode)
+
+
+@pytest.mark.parametrize("mode", ["circular", "zero", "reflect", "replicate", "crop"])
+@pytest.mark.parametrize("n_distinct", [1, 3, 30])
+def test_grouped_and_indexed_paths_agree_with_per_image_shifts(mode, n_distinct):
+    """Few distinct shifts take the sliced path, many the per-pixel index path: both exact."""
+    gen = torch.Generator().manual_seed(n_distinct)
+    x = torch.rand(6, 3, 9, 11, generator=gen)
+    index = torch.randint(0, 6, (40,), generator=gen)
+    choices = torch.tensor([(a, b) for a in range(-3, 4) for b in range(-3, 4)])[:n_distinct]
+    pick = choices[torch.randint(0, n_distinct, (40,), generator=gen)]
+    dx, dy = pick[:, 0], pick[:, 1]
+    rows = zip(index.tolist(), dx.tolist(), dy.tolist(), strict=True)
+    if mode == "crop":
+        out = crop_gather(x, index, dx, dy, (3, 5))
+        ref = [crop_window(x[i : i + 1], a, b, (3, 5)) for i, a, b in rows]
+    else:
+        out = shift_gather(x, index, dx, dy, mode, fill=0.5)
+        ref = [shift(x[i : i + 1], a, b, mode, 0.5) for i, a, b in rows]
+    assert torch.equal(out, torch.cat(ref))
