@@ -126,6 +126,15 @@ def trained_cifar_cnn(data_dir: str | os.PathLike[str] | None = None,
     return model.eval()
 
 
+def save_figures(path: str | os.PathLike[str], doc: dict) -> None:
+    """Write a benchmark's figures as JSON (atomically, creating the folder) and say where."""
+    from shiftattack.results import write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, doc)
+    print(f"wrote {path}")
+
+
 def model_info(cache_dir: str | os.PathLike[str] | None = None) -> dict | None:
     """The JSON written beside the cached weights, or None."""
     path = (Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR) / WEIGHTS_NAME

@@ -26,7 +26,6 @@ Times are medians of ``--repeats`` runs after one warm-up run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -441,9 +440,7 @@ def main(argv=None):
             doc["ratios"][f"memory_grid10_over_grid3_{m}"] = r
     if args.json is None:
         args.json = args.cache_dir / ("attack_speed_quick.json" if args.quick else "attack_speed.json")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    C.save_figures(args.json, doc)
     return 0
 
 

@@ -19,7 +19,6 @@ gap to the grid, and writes them to JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DEFAULT_CACHE_DIR, add_data_dir_argument, cifar_spec, environment, trained_cifar_cnn
+from _common import (
+    DEFAULT_CACHE_DIR,
+    add_data_dir_argument,
+    cifar_spec,
+    environment,
+    save_figures,
+    trained_cifar_cnn,
+)
 
 from shiftattack import attack
 from shiftattack.data import load_dataset
@@ -78,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 gap = r["worst_case_accuracy"] - base["worst_case_accuracy"]
                 print(f"  {r['attack']}: {100 * gap:+.2f} points of worst-case accuracy above the grid")
     doc = {"environment": environment(torch.device("cpu")), "n_images": len(data), "rows": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.json}")
+    save_figures(args.json, doc)
     return 0
 
 

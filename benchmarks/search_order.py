@@ -11,7 +11,6 @@ included) and the wall time, in one run, with ratios to the ``radius`` order.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DEFAULT_CACHE_DIR, add_data_dir_argument, cifar_spec, environment, trained_cifar_cnn
+from _common import (
+    DEFAULT_CACHE_DIR,
+    add_data_dir_argument,
+    cifar_spec,
+    environment,
+    save_figures,
+    trained_cifar_cnn,
+)
 
 from shiftattack import attack
 from shiftattack.data import load_dataset
@@ -61,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['seconds'] / base['seconds']:11.3f}")
     doc = {"environment": environment(torch.device("cpu")), "n_images": len(data),
            "batch_size": args.batch_size, "rows": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.json}")
+    save_figures(args.json, doc)
     return 0
 
 
