@@ -39,8 +39,10 @@ def trained(cifar_zip, tmp_path_factory):
             return SmallCNN(width=16)
         """))
     test = load_dataset(f"{cifar_zip}:test", limit=200, progress=False)
+    npz = tmp / "x.npz"  # the acceptance command's input: x uint8 (N, H, W, 3), y (N,)
+    np.savez(npz, x=test.images.permute(0, 2, 3, 1).numpy(), y=test.labels.numpy())
     return {"model": model, "weights": weights, "file": tmp / "net.py", "test": test, "tmp": tmp,
-            "zip": cifar_zip}
+            "zip": cifar_zip, "npz": npz}
 
 
 def _brute_robust(model, images: torch.Tensor, labels: torch.Tensor, k: int, mode: str) -> list[bool]:
@@ -61,11 +63,25 @@ def test_cli_worst_case_accuracy_equals_brute_force_on_cifar(trained, mode):
     assert evaluate_accuracy(trained["model"], test.float_images(), test.labels) > 0.3  # really trained
     out = trained["tmp"] / f"attack-{mode}"
     assert main(["attack", "--model", f"{trained['file']}:factory", "--weights", str(trained["weights"]),
-                 "--data", f"{trained['zip']}:test", "--limit", "200", "--shifts", "grid:3", "--mode", mode,
+                 "--data", str(trained["npz"]), "--shifts", "grid:3", "--mode", mode,
                  "--device", "cpu", "--out", str(out), "--quiet"]) == 0
     doc = json.loads((out / "results.json").read_text())
     robust = _brute_robust(trained["model"], test.float_images(), test.labels, 3, mode)
     assert [r["robust"] for r in doc["images"]] == robust
     assert doc["worst_case_accuracy"] == sum(robust) / 200
     assert doc["worst_case_accuracy"] < doc["clean_accuracy"]
-    assert [r["index"] for r in doc["images"]] == test.indices.tolist()
+
+
+def test_zip_spec_gives_the_same_results_as_the_npz(trained):
+    runs = {}
+    for name, data in (("zip", [f"{trained['zip']}:test", "--limit", "200"]), ("npz", [str(trained["npz"])])):
+        out = trained["tmp"] / f"same-{name}"
+        assert main(["attack", "--model", f"{trained['file']}:factory", "--weights", str(trained["weights"]),
+                     "--data", *data, "--shifts", "grid:2", "--mode", "zero", "--device", "cpu",
+                     "--out", str(out), "--quiet"]) == 0
+        runs[name] = json.loads((out / "results.json").read_text())
+    for a, b in zip(runs["zip"]["images"], runs["npz"]["images"], strict=True):
+        a, b = dict(a), dict(b)
+        a.pop("index"), b.pop("index")  # the zip records dataset indices, the npz its own rows
+        assert a == b
+    assert [r["index"] for r in runs["zip"]["images"]] == trained["test"].indices.tolist()
