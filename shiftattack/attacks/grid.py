@@ -32,6 +32,7 @@ class _Schedule:
         self.remaining = torch.ones(members.shape[0], dtype=torch.bool)
         self.fail_counts = torch.zeros(members.shape[0], dtype=torch.long)
         self.rank = torch.full((members.shape[0],), members.shape[0], dtype=torch.long)
+        self.sequence = torch.zeros(members.shape[0], dtype=torch.long)  # member at each rank
         self.scheduled = 0
 
     def __bool__(self) -> bool:
@@ -48,6 +49,7 @@ class _Schedule:
         k = int(cand.nonzero()[0])
         self.remaining[k] = False
         self.rank[k] = self.scheduled
+        self.sequence[self.scheduled] = k
         self.scheduled += 1
         return k
 
@@ -126,13 +128,14 @@ class GridAttack(Attack):
             queue_m, queue_i = queue_m[self.batch_size :], queue_i[self.batch_size :]
             self._evaluate(runner, images, labels, mi, ii, state, schedule)
         bar.close()
-        fooled = state.first_fail < m
+        fooled = state.first_rank < m
+        first_fail = schedule.sequence[state.first_rank.clamp(max=m - 1)] if m else state.first_rank
         chosen = state.best_member.clone()
         if self.early_exit:
-            chosen[fooled] = state.first_fail[fooled]
+            chosen[fooled] = first_fail[fooled]
         else:  # report the minimum-margin member; if a tie fooled it, the first failure
             use_first = fooled & (state.best_margin >= 0)
-            chosen[use_first] = state.first_fail[use_first]
+            chosen[use_first] = first_fail[use_first]
         curve = self.order == "radius" or not self.early_exit
         # with early exit the reported failure is the one confirmed in the search, by its own pass
         return Search(fooled=fooled, params=self.table[chosen], margin=state.best_margin.clone(),
@@ -159,23 +162,17 @@ class GridAttack(Attack):
         schedule.fail_counts.index_add_(0, fm, torch.ones_like(fm))
         # smallest failing radius seen (exact once every smaller member has been evaluated)
         state.fail_radius.scatter_reduce_(0, fi, schedule.radius[fm], reduce="amin")
-        # the first failure in search order per image, among those not yet confirmed
-        big = len(self.members)
-        rank = torch.full((state.alive.numel(),), big, dtype=torch.long).scatter_reduce(
+        # the first failure in search order per image, if earlier than one already confirmed
+        rank = torch.full_like(state.first_rank, len(self.members)).scatter_reduce(
             0, fi, schedule.rank[fm], reduce="amin")
-        first_rank = torch.where(state.first_fail < big,
-                                 schedule.rank[state.first_fail.clamp(max=big - 1)], big)
-        new = (rank < first_rank).nonzero().squeeze(1)
+        new = (rank < state.first_rank).nonzero().squeeze(1)
         if not new.numel():
             return
-        member_of_rank = torch.empty(big, dtype=torch.long)
-        seen = schedule.rank < big
-        member_of_rank[schedule.rank[seen]] = seen.nonzero().squeeze(1)
-        cand = member_of_rank[rank[new]]
+        cand = schedule.sequence[rank[new]]
         confirm_logits = runner(self.threat.apply_to(images, new.to(dev), self.members[cand].to(dev)))
         confirmed = (confirm_logits.argmax(1) != labels[new.to(dev)]).cpu()
         ok = new[confirmed]
-        state.first_fail[ok] = cand[confirmed]
+        state.first_rank[ok] = rank[ok]
         if self.early_exit:
             state.alive[ok] = False
             state.best_margin[ok] = margins(confirm_logits, labels[new.to(dev)]).double().cpu()[confirmed]
@@ -187,7 +184,7 @@ class _State:
     def __init__(self, n: int, m: int, clean_margin: Tensor) -> None:
         self.best_margin = clean_margin.double().clone()
         self.best_member = torch.full((n,), m, dtype=torch.long)  # row m of the table: the identity
-        self.first_fail = torch.full((n,), m, dtype=torch.long)  # member index of the first failure
+        self.first_rank = torch.full((n,), m, dtype=torch.long)  # search rank of the first failure
         self.fail_radius = torch.full((n,), math.inf, dtype=torch.float64)
         self.n_eval = torch.zeros(n, dtype=torch.long)
         self.alive = torch.ones(n, dtype=torch.bool)
