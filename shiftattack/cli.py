@@ -100,7 +100,58 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_positive_int, default=10, help="gradient: steps per restart")
     s.add_argument("--restarts", type=_positive_int, default=3, help="gradient: restarts")
     a.set_defaults(func=_cmd_attack)
+    _add_train(sub)
     return parser
+
+
+def _add_train(sub) -> None:
+    from .models.train import PRECISIONS, SCHEDULES
+    from .training import TrainConfig
+
+    d = TrainConfig(model="", data="", out="")
+    t = sub.add_parser(
+        "train", help="train a registered model (e.g. cifar_convnet) on an image dataset",
+        description="Train with SGD (Nesterov), flip + padded random-crop augmentation and a one-cycle "
+                    "or cosine schedule; write DIR/model.pt (a state_dict), DIR/checkpoint.pt and "
+                    "DIR/train_log.json. The test split (PATH:test for PATH:train) is scored at the end.")
+    t.add_argument("--model", required=True, help="registry name (shiftattack.models.list_models()) or spec")
+    t.add_argument("--data", required=True, help="training data spec, e.g. cifar10-jpeg.zip:train")
+    t.add_argument("--test-data", help="held-out data spec (default: the :test split of a :train spec)")
+    t.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"epochs ({d.epochs})")
+    t.add_argument("--limit", type=_positive_int, help="class-balanced subset of the training data")
+    t.add_argument("--test-limit", type=_positive_int, help="class-balanced subset of the test data")
+    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"({d.batch_size})")
+    t.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate ({d.lr})")
+    t.add_argument("--momentum", type=float, default=d.momentum, help=f"({d.momentum})")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"({d.weight_decay})")
+    t.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help=f"({d.label_smoothing})")
+    t.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help=f"({d.schedule})")
+    t.add_argument("--augment-pad", type=int, default=d.augment_pad,
+                   help=f"random-crop padding in px, 0 = flips only ({d.augment_pad})")
+    t.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="auto: bf16 autocast on GPUs and CPUs with AVX-512 BF16, else fp32")
+    t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
+    t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--seed", type=int, default=d.seed, help="seeds weights, shuffling and augmentation")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing output folder's files")
+    t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, run_training
+
+    cfg = TrainConfig(
+        model=args.model, data=args.data, out=args.out, epochs=args.epochs, test_data=args.test_data,
+        limit=args.limit, test_limit=args.test_limit, batch_size=args.batch_size, lr=args.lr,
+        momentum=args.momentum, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+        schedule=args.schedule, augment_pad=args.augment_pad, precision=args.precision,
+        channels_last=not args.no_channels_last, device=args.device, seed=args.seed, resume=args.resume,
+        overwrite=args.overwrite)
+    run_training(cfg, progress=not args.quiet)
+    return 0
 
 
 def _cmd_attack(args: argparse.Namespace) -> int:

@@ -1,23 +1,37 @@
-"""Models: a registry of named architectures, spec loading and safe weights loading."""
+"""Models: a registry of named architectures, anti-aliasing layers, spec loading and training."""
 
 from __future__ import annotations
 
-from . import small  # noqa: F401  (registers the small CNNs)
+from . import aps, cifar, small  # noqa: F401  (register their models)
 from ._registry import create_model, is_model, list_models, register_model
+from .aps import ApsPool2d, CircularMaxPool2d, aps_convert, aps_pool2d, aps_resnet
+from .blurpool import BlurPool2d, MaxBlurPool2d, binomial_filter, blur_pool2d, blur_strided_conv
+from .cifar import CifarConvNet
 from .loading import Normalize, file_sha256, load_model, load_weights
 from .small import SmallCNN
 from .train import evaluate_accuracy, train_classifier
 
 __all__ = [
+    "ApsPool2d",
+    "CircularMaxPool2d",
+    "aps_convert",
+    "aps_pool2d",
+    "aps_resnet",
+    "BlurPool2d",
+    "CifarConvNet",
+    "MaxBlurPool2d",
     "Normalize",
     "SmallCNN",
+    "binomial_filter",
+    "blur_pool2d",
+    "blur_strided_conv",
     "create_model",
+    "evaluate_accuracy",
     "file_sha256",
     "is_model",
     "list_models",
     "load_model",
     "load_weights",
     "register_model",
-    "evaluate_accuracy",
     "train_classifier",
 ]
