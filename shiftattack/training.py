@@ -8,7 +8,8 @@ Writes into the output folder:
   last finished epoch (``--resume`` continues from it; also ``weights_only``-loadable);
 * ``train_log.json`` — the configuration, one entry per epoch (loss, training
   accuracy, learning rate, seconds), the test accuracy at the end, the wall time,
-  versions and the sha256 of ``model.pt``.
+  versions, the sha256 of ``model.pt`` and the normalised total variation of the
+  first-layer kernels (:func:`~shiftattack.models.smoothness.filter_smoothness`).
 
 Every file is written to a temporary name and renamed, so a killed run leaves the
 last complete checkpoint and never a half-written file.
@@ -29,8 +30,9 @@ import torch
 from . import __version__
 from .data import load_dataset
 from .engine import resolve_device
-from .errors import DataError, OutputError, SpecError
+from .errors import DataError, ModelError, OutputError, SpecError
 from .models import create_model, file_sha256, is_model, load_model
+from .models.smoothness import filter_smoothness
 from .models.train import bf16_is_fast, evaluate_accuracy, train_classifier
 from .results import check_output_dir, open_output_dir, write_json
 
@@ -88,6 +90,14 @@ def _build_model(spec: str, num_classes: int) -> torch.nn.Module:
     if is_model(spec):
         return create_model(spec, num_classes=num_classes)
     return load_model(spec)
+
+
+def _smoothness(model: torch.nn.Module) -> dict[str, Any] | None:
+    """Normalised total variation of the first convolution's kernels (None when there is none)."""
+    try:
+        return filter_smoothness(model)
+    except ModelError:
+        return None
 
 
 def run_training(cfg: TrainConfig, progress: bool = True, log=print) -> dict[str, Any]:
@@ -159,7 +169,8 @@ def run_training(cfg: TrainConfig, progress: bool = True, log=print) -> dict[str
     _save_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, model_path)
     doc = {**header, "epochs": epochs_log, "finished": True, "train_seconds": train_seconds,
            "total_seconds": time.perf_counter() - started, "test_accuracy": test_accuracy,
-           "weights": {"file": "model.pt", "sha256": file_sha256(model_path)}}
+           "weights": {"file": "model.pt", "sha256": file_sha256(model_path)},
+           "filter_smoothness": _smoothness(model)}
     write_json(log_path, doc)
     if progress:
         acc = "no test split" if test_accuracy is None else f"test accuracy {test_accuracy:.4f}"

@@ -17,12 +17,6 @@ def test_registry_lists_and_builds():
         create_model("nope")
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_every_registered_model_maps_images_to_logits(name):
-    out = create_model(name).eval()(torch.rand(2, 3, 32, 32))
-    assert out.shape[0] == 2 and out.dim() == 2
-
-
 def test_torchvision_spec_with_weights_and_normalisation(tmp_path):
     ref = load_model("torchvision:resnet18")
     torch.save(ref.state_dict(), tmp_path / "r18.pt")

@@ -88,6 +88,7 @@ def test_train_command_writes_weights_log_and_checkpoint(tmp_path, capsys):
     assert set(state) == set(model.state_dict())
     log = json.loads((out / "train_log.json").read_text())
     assert log["finished"] and len(log["epochs"]) == 2 and 0 <= log["test_accuracy"] <= 1
+    assert log["filter_smoothness"]["mean"] > 0
     assert log["config"]["model"] == "small_cnn" and log["data"]["train"]["n_images"] == 128
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["train_state"]["epoch"] == 2

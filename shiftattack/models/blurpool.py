@@ -127,7 +127,9 @@ class BlurPool2d(nn.Module):
         (N, channels, H, W) -> (N, channels, ceil(H / stride), ceil(W / stride)).
     """
 
-    def __init__(self, channels: int, filter_size: int = 4, stride: int = 2, pad_mode: str = "reflect") -> None:
+    def __init__(
+        self, channels: int, filter_size: int = 4, stride: int = 2, pad_mode: str = "reflect"
+    ) -> None:
         super().__init__()
         _check_args(filter_size, stride, pad_mode)
         self.channels, self.filter_size, self.stride, self.pad_mode = channels, filter_size, stride, pad_mode
@@ -176,7 +178,7 @@ def blur_strided_conv(
     filter_size: int = 4,
     pad_mode: str = "reflect",
 ) -> nn.Sequential:
-    """Replace a strided ``Conv(s)`` (+ ``after``, e.g. BN and ReLU) by ``Conv(1)`` + ``after`` + ``BlurPool(s)``.
+    """Replace a strided ``Conv(s)`` (+ ``after``: BN, ReLU) by ``Conv(1)``, ``after``, ``BlurPool(s)``.
 
     The new convolution shares nothing with ``conv`` but copies its weights, so a
     converted model starts from the baseline's parameters.
@@ -189,7 +191,8 @@ def blur_strided_conv(
         raise SpecError(f"only square strides can be blurred, got {conv.stride}")
     new = nn.Conv2d(
         conv.in_channels, conv.out_channels, conv.kernel_size, stride=1, padding=conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
         device=conv.weight.device, dtype=conv.weight.dtype,
     )
     new.load_state_dict(conv.state_dict())

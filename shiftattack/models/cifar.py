@@ -28,10 +28,11 @@ from ..errors import ShapeError
 from ._registry import register_model
 from .aps import ApsPool2d, CircularMaxPool2d
 from .blurpool import MaxBlurPool2d
+from .cmod import cmod_stem
 
 __all__ = ["CifarConvNet", "CIFAR10_MEAN", "CIFAR10_STD", "conv_bn_relu", "cifar_convnet",
            "cifar_convnet_blur",
-           "cifar_convnet_aps"]
+           "cifar_convnet_aps", "cifar_convnet_cmod"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -131,7 +132,25 @@ def cifar_convnet_aps(num_classes: int = 10, width: int = 32, filter_size: int =
     return CifarConvNet(num_classes=num_classes, width=width, pool=pool, padding_mode="circular")
 
 
+def cifar_convnet_cmod(
+    num_classes: int = 10, width: int = 32, filter_size: int | None = None, gabor_channels: int | None = None
+) -> CifarConvNet:
+    """:class:`CifarConvNet` whose stem is a CMod twin layer (Leterme et al.).
+
+    Half the stem's channels (``gabor_channels``, default ``width // 2``) are CMod: a complex
+    Gabor convolution, subsampling by 2, the modulus, a scale-only BN and ReLU; the others keep
+    conv - BN - ReLU - MaxPool(2), or MaxBlurPool when ``filter_size`` is given (the "BlurPool
+    twin": every later max-pool is then blurred too).
+    """
+    gabor = width // 2 if gabor_channels is None else gabor_channels
+    stem = cmod_stem("cifar", width - gabor, gabor, kernel_size=5, blur_filter_size=filter_size)
+    pool = max_pool if filter_size is None else max_blur_pool(filter_size)
+    return CifarConvNet(num_classes=num_classes, width=width, pool=pool, stem=stem)
+
+
 register_model(cifar_convnet)
 register_model(cifar_convnet_aps)
+register_model(cifar_convnet_cmod)
 for _f in (2, 3, 4, 5, 7):
     register_model(partial(cifar_convnet_blur, _f), name=f"cifar_convnet_blur{_f}")
+    register_model(partial(cifar_convnet_cmod, filter_size=_f), name=f"cifar_convnet_blur{_f}_cmod")

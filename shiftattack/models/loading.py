@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import ModelError, SpecError
 from ._registry import create_model, is_model, list_models
+from .compat import adapt_state_dict
 
 __all__ = ["Normalize", "load_model", "load_weights", "file_sha256"]
 
@@ -178,6 +179,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise ModelError(f"{path} does not hold a state_dict of tensors")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    state = adapt_state_dict(model, state)
     message = _mismatch_message(model, state, path)
     if message:
         raise ModelError(message)

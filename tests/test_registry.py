@@ -1,0 +1,70 @@
+"""Every registered model: builds, maps images in [0, 1] to logits, and round-trips its state_dict.
+
+Parametrised over ``list_models()``, so a model is tested by being registered.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from shiftattack.cli import main
+from shiftattack.models import create_model, list_models, load_model
+from shiftattack.models.zoo import MIN_INPUT_SIZE
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def input_side(name: str) -> int:
+    """32 px, or the smallest side the architecture takes (AlexNet, larger blur filters)."""
+    base = re.sub(r"_(cmod|aps)$", "", name)
+    return max(32, MIN_INPUT_SIZE.get(base, 1))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_round_trips_its_weights(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10).eval()
+    side = input_side(name)
+    x = torch.rand(1, 3, side, side)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 10) and torch.isfinite(out).all()
+    if sum(p.numel() for p in model.parameters()) > 100_000_000:
+        return  # VGG16 (138 M parameters, a 0.5 GB file): its layout is tested by key in test_zoo.py
+    path = tmp_path / "w.pt"
+    torch.save(model.state_dict(), path)
+    del model
+    again = create_model(name, num_classes=10, weights=path)
+    assert not again.training
+    with torch.no_grad():
+        assert torch.allclose(again(x), out, atol=1e-5, rtol=1e-4)
+
+
+def test_names_follow_the_naming_scheme():
+    names = set(list_models())
+    for arch in ("resnet18", "resnet34", "resnet50", "alexnet", "vgg16_bn", "densenet121", "mobilenet_v2"):
+        assert arch in names and f"{arch}_blur4" in names
+    for arch in ("resnet18", "resnet34", "alexnet", "cifar_convnet"):
+        assert f"{arch}_cmod" in names and f"{arch}_blur3_cmod" in names
+    assert {"resnet18_aps", "cifar_convnet_aps"} <= names
+    assert list_models("cifar_convnet_blur?") == [f"cifar_convnet_blur{f}" for f in (2, 3, 4, 5, 7)]
+
+
+@pytest.mark.parametrize(
+    "name", ["cifar_convnet", "cifar_convnet_blur3", "cifar_convnet_cmod", "resnet18_aps"])
+def test_names_work_as_model_specs(name, tmp_path):
+    model = load_model(name)
+    assert not model.training
+    weights = tmp_path / "w.pt"
+    torch.save(model.state_dict(), weights)
+    x = (torch.rand(4, 32, 32, 3) * 255).to(torch.uint8).numpy()
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 2, 3]))
+    out = tmp_path / "out"
+    assert main(["attack", "--model", name, "--weights", str(weights), "--data", str(tmp_path / "d.npz"),
+                 "--shifts", "grid:1", "--mode", "zero", "--out", str(out), "--quiet"]) == 0
+    assert (out / "results.json").is_file()
