@@ -218,3 +218,21 @@ def test_matches_the_antialiased_cnns_package_when_installed():
         x = torch.rand(2, 3, side, side)
         with torch.no_grad():
             assert torch.equal(ours(x), theirs(x)), arch
+
+
+@pytest.mark.parametrize("arch, filter_size", [("resnet18", 4), ("resnet50", 3), ("alexnet", 5),
+                                               ("densenet121", 2), ("mobilenet_v2", 7)])
+def test_a_named_model_loads_an_antialiased_cnns_file_and_gives_the_same_outputs(arch, filter_size, tmp_path):
+    """The acceptance path: a state_dict saved from the package, loaded by name from a local file."""
+    aa = pytest.importorskip("antialiased_cnns")
+    from shiftattack.models import create_model
+    from shiftattack.models.zoo import IMAGENET_MEAN, IMAGENET_STD, MIN_INPUT_SIZE
+
+    theirs = _randomise_(getattr(aa, arch)(filter_size=filter_size, num_classes=10), seed=2).eval()
+    torch.save(theirs.state_dict(), tmp_path / "theirs.pt")  # persistent .filt buffers included
+    ours = create_model(f"{arch}_blur{filter_size}", num_classes=10, weights=tmp_path / "theirs.pt")
+    side = max(64, MIN_INPUT_SIZE[f"{arch}_blur{filter_size}"])
+    x = torch.rand(2, 3, side, side)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():  # ours takes [0, 1] images and normalises inside; theirs takes normalised input
+        assert torch.allclose(ours(x), theirs((x - mean) / std), atol=1e-5, rtol=1e-5)
