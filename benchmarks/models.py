@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import re
 import sys
 import time
@@ -50,7 +51,8 @@ def min_size(name: str) -> int:
         from shiftattack.models.zoo import MIN_INPUT_SIZE
     except ImportError:
         return 8
-    return MIN_INPUT_SIZE.get(arch_of(name), 8)
+    base = re.sub(r"_(cmod|aps)$", "", name)
+    return MIN_INPUT_SIZE.get(base, MIN_INPUT_SIZE.get(arch_of(name), 8))
 
 
 def throughput(names: list[str], sizes: list[int], batch: int, repeats: int) -> list[dict]:
@@ -92,14 +94,17 @@ def first_layer(repeats: int) -> dict:
         print("first-layer cost: shiftattack.models.cmod_cost not available; skipped")
         return {}
     out = {}
-    for arch in ("alexnet", "resnet34", "resnet18", "cifar_convnet"):
-        try:
-            cost = cmod_cost.first_layer_cost(arch)
-        except Exception as exc:  # report, do not hide
-            print(f"first-layer cost of {arch}: {type(exc).__name__}: {exc}")
-            continue
-        out[arch] = cost
-        print(f"first layer {arch}: {cost}")
+    cases = {"alexnet": ("alexnet", 224), "resnet18": ("resnet18", 224),
+             "cifar_convnet": (create_model("cifar_convnet"), 32)}
+    for label, (arch, size) in cases.items():
+        cost = cmod_cost.first_layer_cost(arch, input_size=size, measure_time=True, repeats=repeats,
+                                          out_channels=64 if label != "cifar_convnet" else 32)
+        out[label] = json.loads(cost.to_json())
+        (bc, bm), (cc, cm) = cost.ratios["blurpool"], cost.ratios["cmod"]
+        paper = cost.paper or {}
+        print(f"first layer {label} ({size} px, per Gabor channel / RMax): BlurPool compute {bc:.2f} "
+              f"memory {bm:.2f}; CMod compute {cc:.2f} memory {cm:.2f}; paper {paper}; "
+              f"seconds {cost.seconds}", flush=True)
     return out
 
 

@@ -97,7 +97,9 @@ def _blur_pool(x: Tensor, kernel: Tensor | None, filter_size: int, stride: int, 
     return _pad_conv(x, kernel, stride, pad, pad_mode)
 
 
-def _pad_conv(x: Tensor, kernel: Tensor, stride: int, pad: tuple[int, int, int, int], pad_mode: str) -> Tensor:
+def _pad_conv(
+    x: Tensor, kernel: Tensor, stride: int, pad: tuple[int, int, int, int], pad_mode: str
+) -> Tensor:
     x = F.pad(x, pad) if pad_mode == "zero" else F.pad(x, pad, mode=pad_mode)
     return F.conv2d(x, kernel.to(dtype=x.dtype, device=x.device), stride=stride, groups=x.shape[1])
 
