@@ -38,13 +38,13 @@ from torchvision.models import resnet as tv_resnet
 from ..errors import ShapeError, SpecError, check_shape
 from ._registry import register_model
 from .blurpool import PAD_MODES, _blur_pool, binomial_filter
+from .normalize import IMAGENET_MEAN, IMAGENET_STD, add_input_normalization
 from .small import SmallCNN
 
 __all__ = ["NORMS", "aps_pool2d", "ApsPool2d", "circular_max_pool2d", "CircularMaxPool2d", "ApsConv2d",
            "aps_convert", "ApsBasicBlock", "ApsBottleneck", "ApsResNet", "aps_resnet", "small_cnn_aps"]
 
 NORMS = ("l2", "l1", "linf")
-_IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def _check_args(stride: int, norm: str, filter_size: int, pad_mode: str) -> None:
@@ -354,7 +354,6 @@ class ApsResNet(tv_resnet.ResNet):
     Args:
         block: :class:`ApsBasicBlock` or :class:`ApsBottleneck`. layers: blocks per stage.
         num_classes: logits. norm, filter_size, pad_mode: of every APS layer (:func:`aps_pool2d`).
-        normalize: standardise inputs in [0, 1] with the ImageNet mean and std (non-persistent).
         shared_phase: False lets each shortcut choose its own phase (not exact; for ablations).
         **kwargs: to torchvision's ``ResNet`` (``zero_init_residual``, ``width_per_group``, ...).
 
@@ -362,7 +361,7 @@ class ApsResNet(tv_resnet.ResNet):
     """
 
     def __init__(self, block: type, layers: list[int], num_classes: int = 1000, *, norm: str = "l2",
-                 filter_size: int = 1, pad_mode: str = "circular", normalize: bool = True,
+                 filter_size: int = 1, pad_mode: str = "circular",
                  shared_phase: bool = True, **kwargs) -> None:
         _check_args(2, norm, filter_size, pad_mode)
         super().__init__(block, layers, num_classes=num_classes, **kwargs)
@@ -377,15 +376,9 @@ class ApsResNet(tv_resnet.ResNet):
                 m._add_aps(m.conv1, aps, shared_phase)
             elif isinstance(m, ApsBottleneck):
                 m._add_aps(m.conv2, aps, shared_phase)
-        self.normalize = normalize
-        stats = torch.tensor(_IMAGENET_MEAN_STD).view(2, 1, 3, 1, 1)
-        self.register_buffer("mean", stats[0], persistent=False)
-        self.register_buffer("std", stats[1], persistent=False)
 
     def _forward_impl(self, x: Tensor) -> Tensor:
         check_shape(x, ["N", 3, "H", "W"], "ApsResNet input")
-        if self.normalize:
-            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         x = self.conv1_aps(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.maxpool(x)))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
@@ -414,8 +407,9 @@ def aps_resnet(depth: int = 18, num_classes: int = 1000, filter_size: int = 1, n
     if depth not in _DEPTHS:
         raise SpecError(f"depth must be one of {', '.join(map(str, _DEPTHS))}, got {depth!r}")
     block, layers = _DEPTHS[depth]
-    return ApsResNet(block, layers, num_classes, filter_size=filter_size, norm=norm, pad_mode=pad_mode,
-                     normalize=normalize, **kwargs)
+    model = ApsResNet(block, layers, num_classes, filter_size=filter_size, norm=norm, pad_mode=pad_mode,
+                      **kwargs)
+    return add_input_normalization(model, IMAGENET_MEAN, IMAGENET_STD) if normalize else model
 
 
 def small_cnn_aps(num_classes: int = 10, width: int = 32, filter_size: int = 1, **kwargs) -> nn.Module:

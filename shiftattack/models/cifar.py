@@ -21,21 +21,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError
 from ._registry import register_model
 from .aps import ApsPool2d, CircularMaxPool2d
 from .blurpool import MaxBlurPool2d
 from .cmod import cmod_stem
+from .normalize import CIFAR10_MEAN, CIFAR10_STD, add_input_normalization
 
 __all__ = ["CifarConvNet", "CIFAR10_MEAN", "CIFAR10_STD", "conv_bn_relu", "cifar_convnet",
            "cifar_convnet_blur",
            "cifar_convnet_aps", "cifar_convnet_cmod"]
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 PoolFactory = Callable[[int], nn.Module]
 
@@ -95,14 +92,9 @@ class CifarConvNet(nn.Module):
         self.head = conv_bn_relu(4 * w, 8 * w, 3, padding_mode)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8 * w, num_classes)
-        stats = torch.tensor([CIFAR10_MEAN, CIFAR10_STD]).view(2, 1, 3, 1, 1)
-        self.register_buffer("mean", stats[0], persistent=False)
-        self.register_buffer("std", stats[1], persistent=False)
+        add_input_normalization(self, CIFAR10_MEAN, CIFAR10_STD, min_size=8)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != 3 or min(x.shape[-2:]) < 8:
-            raise ShapeError(f"cifar_convnet expects (N, 3, H, W) with H, W >= 8, got {tuple(x.shape)}")
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         x = self.head(self.stage2(self.stage1(self.stem(x))))
         return self.fc(self.pool(x).flatten(1))
 

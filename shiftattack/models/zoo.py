@@ -53,13 +53,13 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 import torchvision
-from torch import Tensor, nn
+from torch import nn
 
-from ..errors import ShapeError, SpecError
+from ..errors import SpecError
 from ._registry import register_model
 from .antialias import antialias
+from .normalize import IMAGENET_MEAN, IMAGENET_STD, add_input_normalization
 
 __all__ = [
     "ARCHS",
@@ -77,8 +77,6 @@ __all__ = [
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "alexnet", "vgg16", "vgg16_bn",
          "densenet121", "mobilenet_v2")
 FILTER_SIZES = (2, 3, 4, 5, 7)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Smallest H = W each model accepts, found by forward passes (tests/test_zoo.py checks them):
 # (baseline, blur2, blur3, blur4, blur5, blur7) with reflect padding, then any blur with zero padding.
@@ -156,6 +154,7 @@ def imagenet_model(
         with H, W >= :func:`min_input_size` (checked when known).
 
     Examples:
+        >>> import torch
         >>> model = imagenet_model("resnet18", num_classes=10, filter_size=3).eval()
         >>> model(torch.rand(1, 3, 32, 32)).shape
         torch.Size([1, 10])
@@ -166,55 +165,6 @@ def imagenet_model(
     except SpecError:
         min_size = 1
     return add_input_normalization(model, IMAGENET_MEAN, IMAGENET_STD, min_size=min_size)
-
-
-def add_input_normalization(
-    model: nn.Module,
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
-    min_size: int = 1,
-) -> nn.Module:
-    """Make ``model`` take [0, 1] images: normalise in a forward pre-hook, in place.
-
-    Adds non-persistent buffers ``input_mean`` and ``input_std`` (1, C, 1, 1), an
-    attribute ``min_input_size`` and the pre-hook; ``state_dict`` keys do not change.
-
-    Args:
-        model: expects (N, C, H, W) normalised input.
-        mean, std: per-channel statistics, C values each (std > 0).
-        min_size: smallest H and W accepted; smaller inputs raise ShapeError.
-
-    Returns:
-        ``model`` itself, now mapping (N, C, H, W) floats in [0, 1] to its output.
-    """
-    if hasattr(model, "input_mean"):
-        raise SpecError("model already normalises its input (it has an input_mean buffer)")
-    if len(mean) != len(std) or any(s <= 0 for s in std):
-        raise SpecError(f"mean and std need one value per channel and std > 0, got {mean!r} and {std!r}")
-    model.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
-                          persistent=False)
-    model.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
-                          persistent=False)
-    model.min_input_size = int(min_size)
-    model.register_forward_pre_hook(_normalize_input)
-    return model
-
-
-def _normalize_input(module: nn.Module, args: tuple) -> tuple:
-    """Forward pre-hook: check (N, C, H, W) and H, W >= module.min_input_size, then normalise."""
-    if not args or not isinstance(args[0], Tensor):
-        raise ShapeError(f"{type(module).__name__} expects a tensor of shape (N, C, H, W) in [0, 1]")
-    x = args[0]
-    channels, min_size = module.input_mean.shape[1], module.min_input_size
-    if x.dim() != 4 or x.shape[1] != channels or not x.is_floating_point():
-        raise ShapeError(f"{type(module).__name__} expects float images of shape (N, {channels}, H, W) in "
-                         f"[0, 1], got {tuple(x.shape)} of dtype {x.dtype}")
-    if x.shape[-2] < min_size or x.shape[-1] < min_size:
-        raise ShapeError(f"{type(module).__name__} needs inputs of at least {min_size}x{min_size} pixels, "
-                         f"got {x.shape[-2]}x{x.shape[-1]}; upsample the images, or use pad_mode='zero' or a "
-                         "model with fewer subsamplings (see shiftattack.models.zoo.MIN_INPUT_SIZE)")
-    x = (x - module.input_mean.to(x.dtype)) / module.input_std.to(x.dtype)
-    return (x, *args[1:])
 
 
 for _arch in ARCHS:
