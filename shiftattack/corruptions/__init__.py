@@ -1,0 +1,52 @@
+"""Image corruptions of ImageNet-C / CIFAR-10-C (Hendrycks & Dietterich, ICLR 2019), in torch.
+
+Batched, device-agnostic and seeded through a ``torch.Generator``; severity
+parameters as published (``../shared/reference/CORRUPTIONS.md``). This first
+part holds the noise and digital families; the blur and weather families, the
+elastic transform, the perturbation sequences (ImageNet-P / CIFAR-10-P), file
+formats and the benchmark command follow (issue 4).
+
+Examples:
+    >>> import torch
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> corrupt(x, "gaussian_noise", 3, generator=torch.Generator().manual_seed(0), params="cifar10").shape
+    torch.Size([2, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import SpecError, check_images
+from . import digital, noise  # noqa: F401  (register the corruptions)
+from ._registry import SUITES, Corruption, get_corruption, list_corruptions, register_corruption
+
+__all__ = ["corrupt", "list_corruptions", "get_corruption", "register_corruption", "Corruption", "SUITES"]
+
+
+def corrupt(
+    x: Tensor, name: str, severity: int, *, generator: torch.Generator | None = None, params: str = "imagenet"
+) -> Tensor:
+    """Corrupt a batch with corruption ``name`` at ``severity`` 1 to 5.
+
+    Args:
+        x: float (N, 3, H, W) images in [0, 1], on any device.
+        name: one of :func:`list_corruptions`.
+        severity: 1 (mildest) to 5.
+        generator: seeds every random draw (on ``x``'s device); None uses torch's global RNG.
+        params: ``imagenet`` (ImageNet-C strengths) or ``cifar10`` (CIFAR-10-C strengths).
+
+    Returns:
+        float (N, 3, H, W) in [0, 1], ``x``'s dtype and device. The published files
+        quantise with ``uint8`` truncation afterwards; that belongs to writing them.
+    """
+    check_images(x, "images")
+    if x.shape[1] != 3:
+        raise SpecError(f"corruptions need RGB images (N, 3, H, W), got {tuple(x.shape)}")
+    if not isinstance(severity, int) or not 1 <= severity <= 5:
+        raise SpecError(f"severity must be an integer from 1 to 5, got {severity!r}")
+    if params not in SUITES:
+        raise SpecError(f"params must be one of {', '.join(SUITES)}, got {params!r}")
+    c = get_corruption(name)
+    return c.fn(x, c.params[params][severity - 1], generator)

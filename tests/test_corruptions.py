@@ -1,0 +1,160 @@
+"""Corruptions against independent references (colorsys, NumPy, Pillow directly) and noise statistics."""
+
+from __future__ import annotations
+
+import colorsys
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shiftattack.corruptions import corrupt, get_corruption, list_corruptions
+from shiftattack.corruptions.digital import hsv_to_rgb, rgb_to_hsv
+from shiftattack.errors import DataError, SpecError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def images(n=3, size=16, seed=0) -> torch.Tensor:
+    """Random uint8-valued images as float in [0, 1] (what the published generator sees)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g).float() / 255
+
+
+def per_pixel(x: torch.Tensor, fn) -> torch.Tensor:
+    a = x.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
+    out = np.array([fn(*p) for p in a])
+    return torch.from_numpy(out).reshape(x.shape[0], x.shape[2], x.shape[3], 3).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("name", list_corruptions())
+@pytest.mark.parametrize("suite", ["imagenet", "cifar10"])
+def test_every_corruption_keeps_shape_dtype_and_range(name, suite):
+    x = images(2, 32)
+    for s in range(1, 6):
+        y = corrupt(x, name, s, generator=torch.Generator().manual_seed(s), params=suite)
+        assert y.shape == x.shape and y.dtype == x.dtype
+        assert y.min() >= 0 and y.max() <= 1 and torch.isfinite(y).all()
+    assert not torch.equal(corrupt(x, name, 5, generator=torch.Generator().manual_seed(0), params=suite), x)
+
+
+def test_names_and_held_out_split():
+    assert {"gaussian_noise", "shot_noise", "impulse_noise", "brightness", "contrast", "pixelate",
+            "jpeg_compression"} <= set(list_corruptions(held_out=False))
+    assert {"speckle_noise", "saturate"} <= set(list_corruptions(held_out=True))
+
+
+def test_hsv_matches_colorsys_and_round_trips():
+    x = images(2, 8)
+    x[0, :, 0, 0] = 0.5  # grey: hue and saturation 0
+    hsv = rgb_to_hsv(x.double())
+    ref = per_pixel(x, colorsys.rgb_to_hsv)
+    torch.testing.assert_close(hsv, ref, atol=1e-9, rtol=0)
+    torch.testing.assert_close(hsv_to_rgb(hsv), x.double(), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("suite", ["imagenet", "cifar10"])
+def test_brightness_and_saturate_match_an_hsv_reference(suite):
+    x = images(2, 8).double()
+    for s in range(1, 6):
+        c = get_corruption("brightness").params[suite][s - 1]
+
+        def bright(r, g, b, c=c):
+            h, sat, v = colorsys.rgb_to_hsv(r, g, b)
+            return colorsys.hsv_to_rgb(h, sat, min(max(v + c, 0), 1))
+
+        want = per_pixel(x, bright).clamp(0, 1)
+        torch.testing.assert_close(corrupt(x, "brightness", s, params=suite), want, atol=1e-9, rtol=0)
+        m, o = get_corruption("saturate").params[suite][s - 1]
+
+        def sat(r, g, b, m=m, o=o):
+            h, sa, v = colorsys.rgb_to_hsv(r, g, b)
+            return colorsys.hsv_to_rgb(h, min(max(sa * m + o, 0), 1), v)
+
+        torch.testing.assert_close(corrupt(x, "saturate", s, params=suite), per_pixel(x, sat).clamp(0, 1),
+                                   atol=1e-9, rtol=0)
+
+
+def test_contrast_is_the_published_formula():
+    x = images(2, 8).double()
+    a = x.numpy()
+    for s, c in enumerate(get_corruption("contrast").params["imagenet"], 1):
+        mean = a.mean(axis=(2, 3), keepdims=True)
+        np.testing.assert_allclose(corrupt(x, "contrast", s).numpy(), np.clip((a - mean) * c + mean, 0, 1),
+                                   atol=1e-12)
+
+
+def _pil(x: torch.Tensor) -> list[Image.Image]:
+    return [Image.fromarray((im.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for im in x]
+
+
+def test_jpeg_equals_pillow_directly():
+    x = images(2, 32)
+    for s, q in enumerate(get_corruption("jpeg_compression").params["cifar10"], 1):
+        want = []
+        for img in _pil(x):
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=q)
+            want.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+        got = corrupt(x, "jpeg_compression", s, params="cifar10")
+        np.testing.assert_array_equal((got * 255).round().permute(0, 2, 3, 1).numpy(), np.stack(want))
+
+
+@pytest.mark.parametrize("suite, side, sizes", [("cifar10", 32, (30, 28, 27, 24, 20)),
+                                                ("imagenet", 224, (134, 112, 89, 67, 56))])
+def test_pixelate_uses_the_published_sizes(suite, side, sizes):
+    x = images(1, side)
+    for s, small in enumerate(sizes, 1):
+        img = _pil(x)[0]
+        want = np.asarray(img.resize((small, small), Image.BOX).resize((side, side), Image.BOX))
+        got = corrupt(x, "pixelate", s, params=suite)
+        np.testing.assert_array_equal((got[0] * 255).round().permute(1, 2, 0).numpy(), want)
+
+
+def test_noise_is_seeded_and_reproducible():
+    x = images(2, 16)
+    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"):
+        a = corrupt(x, name, 3, generator=torch.Generator().manual_seed(7))
+        b = corrupt(x, name, 3, generator=torch.Generator().manual_seed(7))
+        c = corrupt(x, name, 3, generator=torch.Generator().manual_seed(8))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_noise_statistics_match_the_definitions():
+    g = torch.Generator().manual_seed(0)
+    grey = torch.full((4, 3, 64, 64), 0.5, dtype=torch.float64)
+    for s, c in enumerate(get_corruption("gaussian_noise").params["imagenet"][:3], 1):
+        d = corrupt(grey, "gaussian_noise", s, generator=g) - grey  # clipping is rare at these c
+        assert d.std().item() == pytest.approx(c, rel=0.03) and abs(d.mean().item()) < 0.01
+    for s, c in enumerate(get_corruption("speckle_noise").params["cifar10"], 1):
+        d = corrupt(grey, "speckle_noise", s, generator=g, params="cifar10") - grey
+        assert d.std().item() == pytest.approx(0.5 * c, rel=0.03)
+    for s, c in enumerate(get_corruption("shot_noise").params["imagenet"], 1):
+        y = corrupt(grey * 0.5, "shot_noise", s, generator=g)  # x = 0.25: clipping at 1 negligible
+        assert y.mean().item() == pytest.approx(0.25, abs=0.01)
+        assert y.var().item() == pytest.approx(0.25 / c, rel=0.1)
+        assert torch.allclose(y * c, (y * c).round(), atol=1e-9)  # counts / c
+    for s, c in enumerate(get_corruption("impulse_noise").params["imagenet"], 1):
+        y = corrupt(grey, "impulse_noise", s, generator=g)
+        hit = y != 0.5
+        assert hit.double().mean().item() == pytest.approx(c, rel=0.1)
+        assert set(y[hit].unique().tolist()) <= {0.0, 1.0}
+        assert (y[hit] == 1).double().mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_bad_arguments_are_named():
+    x = images(1, 8)
+    with pytest.raises(SpecError, match="unknown corruption"):
+        corrupt(x, "fog2", 1)
+    with pytest.raises(SpecError, match="severity"):
+        corrupt(x, "contrast", 6)
+    with pytest.raises(SpecError, match="params"):
+        corrupt(x, "contrast", 1, params="mnist")
+    with pytest.raises(SpecError, match="RGB"):
+        corrupt(x[:, :1], "contrast", 1)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DataError):
+        corrupt(bad, "contrast", 1)
