@@ -158,3 +158,14 @@ def test_bad_arguments_are_named():
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(DataError):
         corrupt(bad, "contrast", 1)
+
+
+@pytest.mark.parametrize("suite", ["imagenet", "cifar10"])
+def test_gaussian_blur_equals_scipy_gaussian_filter_nearest(suite):
+    from scipy.ndimage import gaussian_filter
+
+    x = images(2, 40).double()
+    for s, sigma in enumerate(get_corruption("gaussian_blur").params[suite], 1):
+        want = gaussian_filter(x.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
+        np.testing.assert_allclose(corrupt(x, "gaussian_blur", s, params=suite).numpy(), np.clip(want, 0, 1),
+                                   atol=1e-12)

@@ -2,7 +2,7 @@
 
 Batched, device-agnostic and seeded through a ``torch.Generator``; severity
 parameters as published (``../shared/reference/CORRUPTIONS.md``). This first
-part holds the noise and digital families; the blur and weather families, the
+part holds the noise and digital families and Gaussian blur; the other blurs, the weather family, the
 elastic transform, the perturbation sequences (ImageNet-P / CIFAR-10-P), file
 formats and the benchmark command follow (issue 4).
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SpecError, check_images
-from . import digital, noise  # noqa: F401  (register the corruptions)
+from . import blur, digital, noise  # noqa: F401  (register the corruptions)
 from ._registry import SUITES, Corruption, get_corruption, list_corruptions, register_corruption
 
 __all__ = ["corrupt", "list_corruptions", "get_corruption", "register_corruption", "Corruption", "SUITES"]
