@@ -169,3 +169,38 @@ def test_gaussian_blur_equals_scipy_gaussian_filter_nearest(suite):
         want = gaussian_filter(x.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
         np.testing.assert_allclose(corrupt(x, "gaussian_blur", s, params=suite).numpy(), np.clip(want, 0, 1),
                                    atol=1e-12)
+
+
+def _reference_defocus(img: np.ndarray, radius: float, alias: float) -> np.ndarray:
+    """The published recipe with explicit loops: disk, 2-D Gaussian anti-alias, filter2D (reflect-101)."""
+    grid = np.arange(-8, 8 + 1) if radius <= 8 else np.arange(-radius, radius + 1)
+    ksize = 3 if radius <= 8 else 5
+    xx, yy = np.meshgrid(grid, grid)
+    disk = ((xx**2 + yy**2) <= radius**2).astype(np.float64)
+    disk /= disk.sum()
+    t = np.arange(ksize) - (ksize - 1) / 2
+    g = np.exp(-(t**2) / (2 * alias**2))
+    g2 = np.outer(g, g) / g.sum() ** 2
+    padded = np.pad(disk, ksize // 2, mode="reflect")  # NumPy 'reflect' = OpenCV REFLECT_101
+    n = disk.shape[0]
+    kernel = sum(g2[i, j] * padded[i:i + n, j:j + n] for i in range(ksize) for j in range(ksize))
+    r = n // 2
+    pimg = np.pad(img, ((0, 0), (r, r), (r, r)), mode="reflect")
+    h, w = img.shape[1:]
+    out = sum(kernel[i, j] * pimg[:, i:i + h, j:j + w] for i in range(n) for j in range(n))
+    return np.clip(out, 0, 1)
+
+
+@pytest.mark.parametrize("suite", ["imagenet", "cifar10"])
+def test_defocus_blur_matches_the_recipe_written_with_loops(suite):
+    from shiftattack.corruptions.blur import disk_kernel
+
+    x = images(1, 48).double()
+    for s, (radius, alias) in enumerate(get_corruption("defocus_blur").params[suite], 1):
+        got = corrupt(x, "defocus_blur", s, params=suite)[0].numpy()
+        np.testing.assert_allclose(got, _reference_defocus(x[0].numpy(), radius, alias), atol=1e-12)
+    # the disk shapes the reference describes: r < 1 centre only, r = 1 a plus, r = 1.5 a 3x3 square
+    for radius, support in ((0.5, 1), (1, 5), (1.5, 9)):
+        k = disk_kernel(radius, 1e-3)  # a negligible anti-alias keeps the support visible
+        assert int((k > 1e-6).sum()) == support
+    assert disk_kernel(10, 0.5).shape == (21, 21)

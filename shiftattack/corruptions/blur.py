@@ -4,6 +4,11 @@
   channel, i.e. ``scipy.ndimage.gaussian_filter`` with border ``nearest`` and
   truncate 4: a separable kernel of radius ``int(4 * sigma + 0.5)`` px,
   ``exp(-t^2 / (2 sigma^2))`` normalised, replicate padding.
+* defocus_blur: convolution with a disk kernel of radius r (section 2 of
+  CORRUPTIONS.md: a binary disk ``x^2 + y^2 <= r^2`` on a 17x17 grid for r <= 8,
+  else (2r+1)x(2r+1), normalised, then anti-aliased by OpenCV's ``GaussianBlur``
+  with a 3x3 (5x5 for r > 8) kernel of sigma a and reflect-101 borders), applied
+  per channel with reflect-101 borders (OpenCV ``filter2D``), clipped.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from torch import Tensor
 
 from ._registry import register_corruption
 
-__all__ = ["gaussian_kernel1d", "gaussian_filter", "gaussian_blur"]
+__all__ = ["gaussian_kernel1d", "gaussian_filter", "gaussian_blur", "disk_kernel", "defocus_blur"]
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, *, dtype=None, device=None) -> Tensor:
@@ -44,3 +49,41 @@ def gaussian_blur(x: Tensor, sigma: float, generator: torch.Generator | None = N
     if math.isclose(sigma, 0.0):
         return x.clone()
     return gaussian_filter(x, sigma).clamp_(0, 1)
+
+
+def _opencv_gaussian_taps(size: int, sigma: float) -> Tensor:
+    """OpenCV getGaussianKernel(size, sigma > 0): exp(-(i - (size-1)/2)^2 / (2 sigma^2)), normalised."""
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    taps = torch.exp(-(t**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+def disk_kernel(radius: float, alias_blur: float) -> Tensor:
+    """The published defocus kernel (float64, square, odd side 17 or 2r+1), summing to 1.
+
+    Examples:
+        >>> disk_kernel(1, 0.2).shape
+        torch.Size([17, 17])
+    """
+    if radius <= 8:
+        grid, blur = torch.arange(-8, 9, dtype=torch.float64), 3
+    else:
+        grid, blur = torch.arange(-radius, radius + 1, dtype=torch.float64), 5
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    disk = ((xx**2 + yy**2) <= radius**2).to(torch.float64)
+    disk /= disk.sum()
+    taps = _opencv_gaussian_taps(blur, alias_blur)
+    r = blur // 2
+    k = F.pad(disk[None, None], (r, r, r, r), mode="reflect")  # OpenCV's BORDER_REFLECT_101
+    k = F.conv2d(k, taps.view(1, 1, -1, 1))
+    return F.conv2d(k, taps.view(1, 1, 1, -1))[0, 0]
+
+
+@register_corruption("defocus_blur", imagenet=((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)),
+                     cifar10=((.3, .4), (.4, .5), (.5, .6), (1, .2), (1.5, .1)), group="blur")
+def defocus_blur(x: Tensor, c: tuple[float, float], generator: torch.Generator | None = None) -> Tensor:
+    """Disk-kernel blur of radius ``c[0]`` px, anti-aliased with sigma ``c[1]``; clipped to [0, 1]."""
+    kernel = disk_kernel(*c).to(dtype=x.dtype, device=x.device)
+    r, ch = kernel.shape[-1] // 2, x.shape[1]
+    padded = F.pad(x, (r, r, r, r), mode="reflect")  # filter2D's default border, reflect-101
+    return F.conv2d(padded, kernel.expand(ch, 1, -1, -1), groups=ch).clamp_(0, 1)
