@@ -204,3 +204,33 @@ def test_defocus_blur_matches_the_recipe_written_with_loops(suite):
         k = disk_kernel(radius, 1e-3)  # a negligible anti-alias keeps the support visible
         assert int((k > 1e-6).sum()) == support
     assert disk_kernel(10, 0.5).shape == (21, 21)
+
+
+def _reference_clipped_zoom(img: np.ndarray, z: float) -> np.ndarray:
+    """The published helper with SciPy: (C, H, W) channels-first here, the channel axis not zoomed."""
+    from scipy.ndimage import zoom
+
+    h = img.shape[1]
+    ch = int(np.ceil(h / z))
+    top = (h - ch) // 2
+    out = zoom(img[:, top:top + ch, top:top + ch], (1, z, z), order=1)
+    trim = (out.shape[1] - h) // 2
+    return out[:, trim:trim + h, trim:trim + h]
+
+
+@pytest.mark.parametrize("suite, side", [("cifar10", 32), ("imagenet", 64)])
+def test_zoom_blur_matches_scipy_zoom(suite, side):
+    from shiftattack.corruptions.zoom import clipped_zoom, zoom_factors
+
+    x = images(1, side).double()
+    for z in (1.0, 1.06, 1.11, 1.25, 1.3):
+        np.testing.assert_allclose(clipped_zoom(x, z)[0].numpy(), _reference_clipped_zoom(x[0].numpy(), z),
+                                   atol=1e-12)
+    counts = {"imagenet": (12, 16, 11, 13, 11), "cifar10": (7, 12, 16, 21, 26)}[suite]  # CORRUPTIONS.md
+    for s, (stop, step) in enumerate(get_corruption("zoom_blur").params[suite], 1):
+        factors = np.arange(1, stop, step)  # the published call
+        assert len(factors) == counts[s - 1] and zoom_factors(stop, step) == factors.tolist()
+        zoomed = sum(_reference_clipped_zoom(x[0].numpy(), z) for z in factors)
+        want = (x[0].numpy() + zoomed) / (len(factors) + 1)
+        np.testing.assert_allclose(corrupt(x, "zoom_blur", s, params=suite)[0].numpy(), np.clip(want, 0, 1),
+                                   atol=1e-12)
