@@ -234,3 +234,38 @@ def test_zoom_blur_matches_scipy_zoom(suite, side):
         want = (x[0].numpy() + zoomed) / (len(factors) + 1)
         np.testing.assert_allclose(corrupt(x, "zoom_blur", s, params=suite)[0].numpy(), np.clip(want, 0, 1),
                                    atol=1e-12)
+
+
+def test_glass_blur_moves_pixels_as_the_published_numpy_code_does():
+    """The published statement, run with NumPy views, on the same offsets: only the visited pixel changes."""
+    from shiftattack.corruptions.blur import _glass_moves
+
+    g = torch.Generator().manual_seed(0)
+    x = images(2, 12).double()
+    delta, passes = 2, 2
+    rows = cols = 12 - 2 * delta
+    offsets = torch.randint(-delta, delta, (passes, rows, cols, 2, 2), generator=g)
+    got = _glass_moves(x, delta, offsets)
+    for b in range(2):
+        a = x[b].permute(1, 2, 0).numpy().copy()  # (H, W, 3) as the published code holds it
+        for it in range(passes):
+            for i, h in enumerate(range(12 - delta, delta, -1)):
+                for j, w in enumerate(range(12 - delta, delta, -1)):
+                    dy, dx = offsets[it, i, j, b].tolist()
+                    hp, wp = h + dy, w + dx
+                    a[h, w], a[hp, wp] = a[hp, wp], a[h, w]
+        np.testing.assert_array_equal(got[b].permute(1, 2, 0).numpy(), a)
+    assert offsets.min() == -delta and offsets.max() == delta - 1  # the asymmetric published draw
+
+
+def test_glass_blur_is_seeded_and_blurs_twice():
+    x = images(2, 32)
+    a = corrupt(x, "glass_blur", 4, generator=torch.Generator().manual_seed(1), params="cifar10")
+    b = corrupt(x, "glass_blur", 4, generator=torch.Generator().manual_seed(1), params="cifar10")
+    assert torch.equal(a, b)
+    # with no room to move (delta larger than half the image) it is blur, truncate, blur
+    from shiftattack.corruptions.blur import gaussian_filter, glass_blur
+
+    tiny = images(1, 4).double()
+    want = gaussian_filter(torch.floor(gaussian_filter(tiny, 0.4) * 255) / 255, 0.4).clamp(0, 1)
+    torch.testing.assert_close(glass_blur(tiny, (0.4, 3, 1)), want)

@@ -9,6 +9,13 @@
   else (2r+1)x(2r+1), normalised, then anti-aliased by OpenCV's ``GaussianBlur``
   with a 3x3 (5x5 for r > 8) kernel of sigma a and reflect-101 borders), applied
   per channel with reflect-101 borders (OpenCV ``filter2D``), clipped.
+* glass_blur (sigma, delta, n): Gaussian blur, truncation to 8 bits, then n passes
+  over rows ``H - delta`` down to ``delta + 1`` and, within each, columns
+  ``W - delta`` down to ``delta + 1``: each visited pixel takes the value of the
+  pixel at a random offset (dy, dx), each uniform on ``[-delta, delta - 1]``. The
+  published code means to swap the two pixels, but NumPy views alias, so only the
+  visited pixel changes; we reproduce what it does. Then blur again and clip.
+  The passes are sequential per image and batched across images.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from torch import Tensor
 
 from ._registry import register_corruption
 
-__all__ = ["gaussian_kernel1d", "gaussian_filter", "gaussian_blur", "disk_kernel", "defocus_blur"]
+__all__ = ["gaussian_kernel1d", "gaussian_filter", "gaussian_blur", "disk_kernel", "defocus_blur",
+           "glass_blur"]
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, *, dtype=None, device=None) -> Tensor:
@@ -87,3 +95,32 @@ def defocus_blur(x: Tensor, c: tuple[float, float], generator: torch.Generator |
     r, ch = kernel.shape[-1] // 2, x.shape[1]
     padded = F.pad(x, (r, r, r, r), mode="reflect")  # filter2D's default border, reflect-101
     return F.conv2d(padded, kernel.expand(ch, 1, -1, -1), groups=ch).clamp_(0, 1)
+
+
+def _glass_moves(x: Tensor, delta: int, offsets: Tensor) -> Tensor:
+    """Apply the published pixel moves in place order; ``offsets`` (n, rows, cols, N, 2) as (dy, dx)."""
+    n_img = x.shape[0]
+    h, w = x.shape[-2:]
+    rows = range(h - delta, delta, -1)
+    cols = range(w - delta, delta, -1)
+    batch = torch.arange(n_img, device=x.device)
+    x = x.clone()
+    for it in range(offsets.shape[0]):
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                dy, dx = offsets[it, i, j, :, 0], offsets[it, i, j, :, 1]
+                x[batch, :, r, c] = x[batch, :, r + dy, c + dx]
+    return x
+
+
+@register_corruption("glass_blur", imagenet=((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+                     cifar10=((.05, 1, 1), (.25, 1, 1), (.4, 1, 1), (.25, 1, 2), (.4, 1, 2)), group="blur")
+def glass_blur(x: Tensor, c: tuple[float, int, int], generator: torch.Generator | None = None) -> Tensor:
+    """Glass blur with ``c = (sigma, delta, passes)``; (N, C, H, W) in [0, 1] -> same, clipped."""
+    sigma, delta, passes = c
+    h, w = x.shape[-2:]
+    n_rows, n_cols = max(0, h - 2 * delta), max(0, w - 2 * delta)
+    offsets = torch.randint(-delta, delta, (passes, n_rows, n_cols, x.shape[0], 2), generator=generator,
+                            device=generator.device if generator is not None else "cpu").to(x.device)
+    blurred = torch.floor(gaussian_filter(x, sigma) * 255) / 255  # the published np.uint8 truncation
+    return gaussian_filter(_glass_moves(blurred, delta, offsets), sigma).clamp_(0, 1)
