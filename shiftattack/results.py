@@ -13,13 +13,13 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import OutputError
 
-__all__ = ["check_output_dir", "open_output_dir", "write_json", "write_csv", "write_text"]
+__all__ = ["check_output_dir", "open_output_dir", "write_json", "write_csv", "write_text", "write_torch"]
 
 
 def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
@@ -57,11 +57,15 @@ def open_output_dir(out: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, data: str | Callable[[BinaryIO], None]) -> None:
+    """Write ``data`` (text, or a function writing to a binary file) to a temporary file, then rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -103,6 +107,15 @@ def write_text(path: str | Path, text: str) -> Path:
     """Write a text file atomically."""
     path = Path(path)
     _atomic_write(path, text)
+    return path
+
+
+def write_torch(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` ``obj`` atomically (state_dicts, checkpoints; ``weights_only``-loadable)."""
+    import torch
+
+    path = Path(path)
+    _atomic_write(path, lambda fh: torch.save(obj, fh))
     return path
 
 

@@ -17,9 +17,7 @@ last complete checkpoint and never a half-written file.
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ from .errors import DataError, ModelError, OutputError, SpecError
 from .models import create_model, file_sha256, is_model, load_model
 from .models.smoothness import filter_smoothness
 from .models.train import bf16_is_fast, evaluate_accuracy, train_classifier
-from .results import check_output_dir, open_output_dir, write_json
+from .results import check_output_dir, open_output_dir, write_json, write_torch
 
 __all__ = ["TrainConfig", "run_training", "default_test_spec"]
 
@@ -69,17 +67,6 @@ class TrainConfig:
 def default_test_spec(data: str) -> str | None:
     """``PATH:train`` -> ``PATH:test`` (the held-out split of the same source); otherwise None."""
     return data[: -len(":train")] + ":test" if data.endswith(":train") else None
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _num_classes(labels: torch.Tensor, classes: list[str] | None) -> int:
@@ -150,7 +137,7 @@ def run_training(cfg: TrainConfig, progress: bool = True, log=print) -> dict[str
         entry = {k: v for k, v in info.items() if k != "state"}
         epochs_log.append(entry)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _save_atomic({"model": state, "train_state": info["state"](), "log": epochs_log}, checkpoint_path)
+        write_torch(checkpoint_path, {"model": state, "train_state": info["state"](), "log": epochs_log})
         write_json(log_path, {**header, "epochs": epochs_log, "finished": False})
         if progress:
             log(f"epoch {entry['epoch']}/{cfg.epochs}: loss {entry['loss']:.3f}, "
@@ -166,7 +153,7 @@ def run_training(cfg: TrainConfig, progress: bool = True, log=print) -> dict[str
     train_seconds = time.perf_counter() - started
     test_accuracy = None if test is None else evaluate_accuracy(model, test.images, test.labels)
     model_path = path / "model.pt"
-    _save_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, model_path)
+    write_torch(model_path, {k: v.detach().cpu() for k, v in model.state_dict().items()})
     doc = {**header, "epochs": epochs_log, "finished": True, "train_seconds": train_seconds,
            "total_seconds": time.perf_counter() - started, "test_accuracy": test_accuracy,
            "weights": {"file": "model.pt", "sha256": file_sha256(model_path)},

@@ -105,18 +105,18 @@ def test_train_command_resume_after_an_interruption_matches_an_uninterrupted_run
     common = ["train", "--model", "small_cnn", "--data", str(train), "--batch-size", "32", "--lr", "0.05",
               "--epochs", "3", "--quiet", "--precision", "fp32"]
     assert main([*common, "--out", str(tmp_path / "full")]) == 0
-    real_save = training._save_atomic
+    real_save = training.write_torch
     calls = []
 
-    def save_then_die(obj, path):  # the process dies right after the first epoch's checkpoint
-        real_save(obj, path)
+    def save_then_die(path, obj):  # the process dies right after the first epoch's checkpoint
+        real_save(path, obj)
         calls.append(path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_save_atomic", save_then_die)
+    monkeypatch.setattr(training, "write_torch", save_then_die)
     assert main([*common, "--out", str(tmp_path / "part")]) == 130
     assert not (tmp_path / "part" / "model.pt").exists()
-    monkeypatch.setattr(training, "_save_atomic", real_save)
+    monkeypatch.setattr(training, "write_torch", real_save)
     assert main([*common, "--out", str(tmp_path / "part"), "--resume"]) == 0
     full = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
     part = torch.load(tmp_path / "part" / "model.pt", weights_only=True)
