@@ -46,25 +46,19 @@ def arch_of(name: str) -> str:
     return m.group("arch") if m else name
 
 
-def min_size(name: str) -> int:
-    try:
-        from shiftattack.models.zoo import MIN_INPUT_SIZE
-    except ImportError:
-        return 8
-    base = re.sub(r"_(cmod|aps)$", "", name)
-    return MIN_INPUT_SIZE.get(base, MIN_INPUT_SIZE.get(arch_of(name), 8))
-
-
 def throughput(names: list[str], sizes: list[int], batch: int, repeats: int) -> list[dict]:
     """Images per second of each model, interleaved with its architecture's baseline."""
     rows = []
     for size in sizes:
         groups: dict[str, list[str]] = {}
         for name in names:
-            if size >= min_size(name):
-                groups.setdefault(arch_of(name), []).append(name)
+            groups.setdefault(arch_of(name), []).append(name)
         for arch, members in groups.items():
-            models = {n: create_model(n).eval() for n in sorted(set(members) | ({arch} & set(list_models())))}
+            built = {n: create_model(n).eval() for n in sorted(set(members) | ({arch} & set(list_models())))}
+            # registered models carry the smallest side they accept (models/normalize.py)
+            models = {n: m for n, m in built.items() if getattr(m, "min_input_size", 1) <= size}
+            if not set(models) & set(members):
+                continue
             x = torch.rand(batch, 3, size, size)
             small = x[:2]
 
