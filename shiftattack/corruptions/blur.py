@@ -35,19 +35,28 @@ __all__ = ["gaussian_kernel1d", "gaussian_filter", "gaussian_blur", "disk_kernel
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, *, dtype=None, device=None) -> Tensor:
     """Normalised 1-D Gaussian taps of radius ``int(truncate * sigma + 0.5)`` (SciPy's rule); (2r+1,)."""
     radius = int(truncate * float(sigma) + 0.5)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    taps = torch.exp(-0.5 * (t / sigma) ** 2)
-    return (taps / taps.sum()).to(dtype=dtype or torch.get_default_dtype(), device=device)
+    return _gaussian_taps(2 * radius + 1, sigma).to(dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def _gaussian_taps(size: int, sigma: float) -> Tensor:
+    """``size`` taps exp(-(i - (size-1)/2)^2 / (2 sigma^2)), normalised (also OpenCV's getGaussianKernel)."""
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    taps = torch.exp(-(t**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+def _separable_filter(x: Tensor, taps: Tensor, pad_mode: str) -> Tensor:
+    """Filter every channel of (N, C, H, W) with ``taps`` along H then W, padding by ``pad_mode``."""
+    r, c = taps.numel() // 2, x.shape[1]
+    taps = taps.to(dtype=x.dtype, device=x.device)
+    rows, cols = taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), taps.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode=pad_mode), rows, groups=c)
+    return F.conv2d(F.pad(x, (r, r, 0, 0), mode=pad_mode), cols, groups=c)
 
 
 def gaussian_filter(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
     """Separable Gaussian blur of every channel with replicate ('nearest') borders; (N, C, H, W) -> same."""
-    taps = gaussian_kernel1d(sigma, truncate, dtype=x.dtype, device=x.device)
-    r, c = taps.numel() // 2, x.shape[1]
-    rows = taps.view(1, 1, -1, 1).expand(c, 1, -1, 1)
-    cols = taps.view(1, 1, 1, -1).expand(c, 1, 1, -1)
-    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), rows, groups=c)
-    return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), cols, groups=c)
+    return _separable_filter(x, gaussian_kernel1d(sigma, truncate), "replicate")
 
 
 @register_corruption("gaussian_blur", imagenet=(1, 2, 3, 4, 6), cifar10=(0.4, 0.6, 0.7, 0.8, 1.0),
@@ -57,13 +66,6 @@ def gaussian_blur(x: Tensor, sigma: float, generator: torch.Generator | None = N
     if math.isclose(sigma, 0.0):
         return x.clone()
     return gaussian_filter(x, sigma).clamp_(0, 1)
-
-
-def _opencv_gaussian_taps(size: int, sigma: float) -> Tensor:
-    """OpenCV getGaussianKernel(size, sigma > 0): exp(-(i - (size-1)/2)^2 / (2 sigma^2)), normalised."""
-    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    taps = torch.exp(-(t**2) / (2 * sigma**2))
-    return taps / taps.sum()
 
 
 def disk_kernel(radius: float, alias_blur: float) -> Tensor:
@@ -80,11 +82,8 @@ def disk_kernel(radius: float, alias_blur: float) -> Tensor:
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     disk = ((xx**2 + yy**2) <= radius**2).to(torch.float64)
     disk /= disk.sum()
-    taps = _opencv_gaussian_taps(blur, alias_blur)
-    r = blur // 2
-    k = F.pad(disk[None, None], (r, r, r, r), mode="reflect")  # OpenCV's BORDER_REFLECT_101
-    k = F.conv2d(k, taps.view(1, 1, -1, 1))
-    return F.conv2d(k, taps.view(1, 1, 1, -1))[0, 0]
+    # OpenCV GaussianBlur(ksize=blur, sigma=alias_blur), border BORDER_REFLECT_101 (torch's "reflect")
+    return _separable_filter(disk[None, None], _gaussian_taps(blur, alias_blur), "reflect")[0, 0]
 
 
 @register_corruption("defocus_blur", imagenet=((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)),
