@@ -68,7 +68,7 @@ def _as_float(x: Tensor, device: torch.device) -> Tensor:
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
-def _schedule(opt: torch.optim.Optimizer, name: str, lr: float, steps: int, warmup: float):
+def _schedule(opt: torch.optim.Optimizer, name: str, steps: int, warmup: float):
     if name == "onecycle":  # linear warm-up to lr, linear decay to 0
         rise = max(1, int(warmup * steps))
 
@@ -154,7 +154,7 @@ def train_classifier(
     n = images.shape[0]
     per_epoch = n // batch_size + (1 if n % batch_size >= max(1, batch_size // 2) else 0)
     per_epoch = max(per_epoch, 1)
-    sched = _schedule(opt, schedule, lr, epochs * per_epoch, warmup)
+    sched = _schedule(opt, schedule, epochs * per_epoch, warmup)
     labels = labels.to(device)
     first = 0
     if resume is not None:
