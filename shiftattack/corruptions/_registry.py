@@ -19,6 +19,10 @@ from ..errors import SpecError
 __all__ = ["Corruption", "register_corruption", "get_corruption", "list_corruptions", "SUITES"]
 
 SUITES = ("imagenet", "cifar10")
+# The published order: the 15 benchmark corruptions, then the 4 held-out ones (imagenet_c's numbering 0-18).
+ORDER = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+         "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+         "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate")
 CorruptionFn = Callable[[torch.Tensor, Any, "torch.Generator | None"], torch.Tensor]
 
 
@@ -57,8 +61,9 @@ def list_corruptions(pattern: str = "*", *, held_out: bool | None = None) -> lis
 
     ``held_out=False`` keeps the 15 benchmark corruptions, ``True`` the 4 held-out ones.
     """
-    return [n for n, c in _CORRUPTIONS.items() if fnmatch.fnmatch(n, pattern)
-            and (held_out is None or c.held_out == held_out)]
+    names = sorted(_CORRUPTIONS, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    return [n for n in names if fnmatch.fnmatch(n, pattern)
+            and (held_out is None or _CORRUPTIONS[n].held_out == held_out)]
 
 
 def get_corruption(name: str) -> Corruption:
