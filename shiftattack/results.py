@@ -58,9 +58,15 @@ def open_output_dir(out: str | Path, overwrite: bool = False) -> Path:
 
 
 def _atomic_write(path: Path, data: str | Callable[[BinaryIO], None]) -> None:
-    """Write ``data`` (text, or a function writing to a binary file) to a temporary file, then rename."""
+    """Write ``data`` (text, or a function writing to a binary file) to a temporary file, then rename.
+
+    The file gets mode 0o644 (``mkstemp`` creates 0o600, which would hide results and
+    datasets from the other users of a shared folder).
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
             if callable(data):
                 data(fh)

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._registry import register_corruption
@@ -54,7 +55,12 @@ def clipped_zoom(x: Tensor, z: float) -> Tensor:
     ch, cw = math.ceil(h / z), math.ceil(w / z)
     top, left = (h - ch) // 2, (w - cw) // 2
     crop = x[..., top:top + ch, left:left + cw]
-    big = _zoom_axis(_zoom_axis(crop, -2, round(ch * z)), -1, round(cw * z))
+    size = (round(ch * z), round(cw * z))
+    if x.dim() == 4 and min(ch, cw) > 1:
+        # SciPy's order-1 grid (output i samples input i * (n - 1) / (out - 1)) is align_corners=True
+        big = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
+    else:
+        big = _zoom_axis(_zoom_axis(crop, -2, size[0]), -1, size[1])
     t, s = (big.shape[-2] - h) // 2, (big.shape[-1] - w) // 2
     return big[..., t:t + h, s:s + w]
 
