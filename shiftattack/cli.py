@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .cli_benchmark import add_benchmark, add_corrupt
 from .errors import ShiftAttackError
 
 __all__ = ["main", "build_parser"]
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--restarts", type=_positive_int, default=3, help="gradient: restarts")
     a.set_defaults(func=_cmd_attack)
     _add_train(sub)
+    add_benchmark(sub)
+    add_corrupt(sub)
     return parser
 
 

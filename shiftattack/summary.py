@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["attack_summary"]
+__all__ = ["attack_summary", "benchmark_summary"]
 
 
 def _pct(value: float | None) -> str:
@@ -28,4 +28,38 @@ def attack_summary(doc: dict) -> str:
         lines.append("  worst-case accuracy by radius:")
         for row in curve:
             lines.append(f"    K <= {row['radius']:g}  {_pct(row['worst_case_accuracy'])}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, pct: bool = True) -> str:
+    if value is None:
+        return "   n/a"
+    return f"{100 * value:6.2f}%" if pct else f"{value:7.3f}"
+
+
+def benchmark_summary(doc: dict) -> str:
+    """A table from a benchmark ``results.json`` document (never recomputed)."""
+    norm = doc["normalizer"]
+    lines = [f"{doc['suite']} | model {doc['model']['spec']} | source {doc['data']['source']} | "
+             f"normaliser: {norm['name']}"]
+    if "corruptions" in doc:
+        lines.append(f"  clean error {_num(doc['clean_error'])} on {doc['n_images']} images")
+        lines.append(f"  {'corruption':<18} {'mean err':>8} {'CE':>8} {'rel CE':>8}   errors by severity")
+        for name, r in doc["corruptions"].items():
+            errs = " ".join(f"{100 * e:5.1f}" for e in r["errors"])
+            mark = " (held out)" if r["held_out"] else ""
+            lines.append(f"  {name:<18} {_num(r['mean_error'])} {_num(r['ce'])} {_num(r['relative_ce'])}   "
+                         f"{errs}{mark}")
+        lines.append(f"  mCE {_num(doc['mce'])}   relative mCE {_num(doc['relative_mce'])}   "
+                     f"mean error {_num(doc['mean_error'])}"
+                     + (f"   (mCE needs {', '.join(doc['mce_missing'])})" if doc["mce_missing"] else ""))
+    else:
+        lines.append(f"  difficulty {doc['difficulty']}")
+        lines.append(f"  {'perturbation':<16} {'FP':>8} {'FR':>8} {'uT5D':>8} {'T5D':>8}")
+        for name, r in doc["perturbations"].items():
+            mark = " (held out)" if r["held_out"] else ""
+            lines.append(f"  {name:<16} {_num(r['fp'])} {_num(r['fr'])} {_num(r['ut5d'], False)} "
+                         f"{_num(r['t5d'])}{mark}")
+        lines.append(f"  mFR {_num(doc['mfr'])}   mT5D {_num(doc['mt5d'])}"
+                     + (f"   (needs {', '.join(doc['mfr_missing'])})" if doc["mfr_missing"] else ""))
     return "\n".join(lines)

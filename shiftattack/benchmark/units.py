@@ -1,0 +1,65 @@
+"""Work units of a benchmark run, each stored atomically so that ``--resume`` skips what is done.
+
+A unit is one (corruption, severity) of a C suite, one perturbation of a P suite, or
+the clean pass. Its counts go to ``DIR/units/<key>.json`` the moment it finishes
+(temporary file + rename, so a killed run leaves whole units or none). The run's
+identity (model, weights, data, source, seed, ...) goes to ``DIR/units/run.json``;
+resuming with a different identity is refused rather than mixing two runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import OutputError
+from ..results import write_json
+
+__all__ = ["UnitStore"]
+
+
+class UnitStore:
+    """The finished units of one run under ``out/units``.
+
+    Args:
+        out: the run's output folder (created by the caller).
+        identity: JSON-able description of everything that determines the units' results.
+        resume: keep units already stored (they must come from the same identity);
+            without it, stored units are discarded.
+    """
+
+    def __init__(self, out: Path, identity: dict[str, Any], resume: bool) -> None:
+        self.dir = Path(out) / "units"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        run_file = self.dir / "run.json"
+        identity = json.loads(json.dumps(identity))
+        if resume and run_file.exists():
+            stored = json.loads(run_file.read_text())
+            if stored != identity:
+                diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+                raise OutputError(
+                    f"cannot resume in {out}: its finished units come from a different run "
+                    f"(differs in: {', '.join(diff)}); use a new --out or --overwrite"
+                )
+        else:
+            for f in self.dir.glob("*.json"):
+                f.unlink()
+            write_json(run_file, identity)
+
+    def _path(self, key: str) -> Path:
+        return self.dir / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored counts of unit ``key``, or None when it has not finished."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None  # cannot happen with atomic writes; recompute rather than trust it
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        """Store unit ``key`` atomically."""
+        write_json(self._path(key), value)
