@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SpecError, check_images
-from . import blur, digital, noise, zoom  # noqa: F401  (register the corruptions)
+from . import blur, digital, elastic, motion, noise, spatter, weather, zoom  # noqa: F401  (register them)
 from ._registry import SUITES, Corruption, get_corruption, list_corruptions, register_corruption
 
 __all__ = ["corrupt", "list_corruptions", "get_corruption", "register_corruption", "Corruption", "SUITES"]
