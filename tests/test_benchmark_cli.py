@@ -400,3 +400,48 @@ def test_generated_source_needs_data(setup, capsys):
         _run("benchmark", "--suite", "cifar10-c", "--model", setup["model"], "--out", setup["tmp"] / "x") == 2
     )
     assert "give --data" in capsys.readouterr().err
+
+
+def test_imagenet_p_videos_round_trip(tmp_path):
+    pytest.importorskip("av")
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.random((2, 3, 8, 8)))
+    x = torch.nn.functional.interpolate(coarse, size=256, mode="bilinear", align_corners=False)
+    x = (x.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    np.savez(tmp_path / "big.npz", x=x, y=np.array([0, 1]))
+    (tmp_path / "model.py").write_text(MODEL_FILE)
+    model, data = f"{tmp_path / 'model.py'}:factory", tmp_path / "big.npz"
+    sel = ["--corruptions", "translate"]
+    assert (
+        _run("corrupt", "--suite", "imagenet-p", "--data", data, "--out", tmp_path / "P", *sel, "--quiet")
+        == 0
+    )
+    videos = sorted(p.relative_to(tmp_path / "P").as_posix() for p in (tmp_path / "P").rglob("*.mp4"))
+    assert videos == ["translate/0/00000000.mp4", "translate/1/00000001.mp4"]
+    from shiftattack.data.video import read_video
+
+    frames = read_video(tmp_path / "P" / videos[0])
+    assert frames.shape == (41, 3, 224, 224) and frames.dtype == torch.uint8
+    for src, out in ((None, "gen"), (tmp_path / "P", "read")):
+        source = ["--data", data] if src is None else ["--source", src]
+        assert (
+            _run(
+                "benchmark",
+                "--suite",
+                "imagenet-p",
+                "--model",
+                model,
+                *source,
+                *sel,
+                "--out",
+                tmp_path / out,
+                "--quiet",
+            )
+            == 0
+        )
+    gen, read = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("gen", "read"))
+    assert gen["normalizer"]["name"].startswith("AlexNet")
+    for doc in (gen, read):
+        r = doc["perturbations"]["translate"]
+        assert r["n_sequences"] == 2 and r["frames"] == 41 and r["pairs"] == 80
+        assert r["fr"] == pytest.approx(r["fp"] / 0.1101)  # AlexNet's published translate FP

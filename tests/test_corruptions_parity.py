@@ -29,15 +29,33 @@ with warnings.catch_warnings():
     try:
         import imagecorruptions as ic
     except Exception as exc:  # ImportError, or pkg_resources missing on setuptools >= 81
-        pytest.skip(f"imagecorruptions is not importable ({exc}); pip install 'shiftattack[test]'",
-                    allow_module_level=True)
+        pytest.skip(
+            f"imagecorruptions is not importable ({exc}); pip install 'shiftattack[test]'",
+            allow_module_level=True,
+        )
 
 SIZE = 224
-DETERMINISTIC = ["brightness", "contrast", "saturate", "jpeg_compression", "pixelate", "defocus_blur", "zoom_blur"]
+DETERMINISTIC = [
+    "brightness",
+    "contrast",
+    "saturate",
+    "jpeg_compression",
+    "pixelate",
+    "defocus_blur",
+    "zoom_blur",
+]
 # imagecorruptions builds the defocus disk and sums the zooms in float32: one level apart at most there
 ONE_LEVEL = {"defocus_blur", "zoom_blur"}
-RANDOM = ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "motion_blur", "snow", "frost",
-          "spatter"]
+RANDOM = [
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "motion_blur",
+    "snow",
+    "frost",
+    "spatter",
+]
 
 
 def natural_images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
@@ -63,8 +81,9 @@ def images() -> np.ndarray:
     return natural_images(8)
 
 
-def ours(images: np.ndarray, name: str, severity: int, seed: int = 0,
-         dtype: torch.dtype = torch.float32) -> np.ndarray:
+def ours(
+    images: np.ndarray, name: str, severity: int, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> np.ndarray:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).to(dtype) / 255
     y = corrupt(x, name, severity, generator=torch.Generator().manual_seed(seed), params="imagenet")
     return (y * 255).floor().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -86,7 +105,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("name", DETERMINISTIC)
 def test_deterministic_corruptions_match(images, name, severity):
-    """In float64 (the reference's precision) the 8-bit outputs agree; float32 moves a value by 1 level at most."""
+    """In float64 (the reference's precision) 8-bit outputs agree; float32 moves a value 1 level at most."""
     b = theirs(images[:4], name, severity)
     diff = np.abs(ours(images[:4], name, severity, dtype=torch.float64).astype(int) - b.astype(int))
     if name in ONE_LEVEL:
@@ -103,7 +122,8 @@ def test_random_corruptions_agree_in_psnr(images, name):
         p_ours = psnr(images, ours(images, name, severity)).mean()
         p_theirs = psnr(images, theirs(images, name, severity)).mean()
         assert abs(p_ours - p_theirs) <= 1.5, (
-            f"{name} s{severity}: mean PSNR ours {p_ours:.2f} dB vs imagecorruptions {p_theirs:.2f} dB")
+            f"{name} s{severity}: mean PSNR ours {p_ours:.2f} dB vs imagecorruptions {p_theirs:.2f} dB"
+        )
 
 
 def test_psnr_falls_with_severity_in_both(images):

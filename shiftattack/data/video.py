@@ -137,7 +137,8 @@ def write_video(
     sharp colour edges with ``yuv420p`` (chroma at half resolution).
 
     Args:
-        path: the output file; the container is MP4 whatever its extension.
+        path: the output file (missing parent folders are created); the container is MP4
+            whatever its extension.
         frames: uint8 ``(T, 3, H, W)`` RGB, ``T >= 1``.
         crf: x264 constant rate factor, 0..51; ``None`` leaves x264's default.
         tune: an x264 tuning (``"grain"``, ...) or ``None``.
@@ -180,6 +181,7 @@ def write_video(
             container.mux(stream.encode(None))  # flush the encoder's delayed frames
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         _write_file(path, encode)
     except av.FFmpegError as exc:
