@@ -86,11 +86,19 @@ def disk_kernel(radius: float, alias_blur: float) -> Tensor:
     return _separable_filter(disk[None, None], _gaussian_taps(blur, alias_blur), "reflect")[0, 0]
 
 
+def _trim_zeros(kernel: Tensor) -> Tensor:
+    """Drop all-zero outer rings of a square odd kernel (the 17x17 grid around a small disk); same filter."""
+    r = kernel.shape[-1] // 2
+    while r > 0 and not bool(kernel[0].any() or kernel[-1].any() or kernel[:, 0].any() or kernel[:, -1].any()):
+        kernel, r = kernel[1:-1, 1:-1], r - 1
+    return kernel
+
+
 @register_corruption("defocus_blur", imagenet=((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)),
                      cifar10=((.3, .4), (.4, .5), (.5, .6), (1, .2), (1.5, .1)), group="blur")
 def defocus_blur(x: Tensor, c: tuple[float, float], generator: torch.Generator | None = None) -> Tensor:
     """Disk-kernel blur of radius ``c[0]`` px, anti-aliased with sigma ``c[1]``; clipped to [0, 1]."""
-    kernel = disk_kernel(*c).to(dtype=x.dtype, device=x.device)
+    kernel = _trim_zeros(disk_kernel(*c)).to(dtype=x.dtype, device=x.device)
     r, ch = kernel.shape[-1] // 2, x.shape[1]
     padded = F.pad(x, (r, r, r, r), mode="reflect")  # filter2D's default border, reflect-101
     return F.conv2d(padded, kernel.expand(ch, 1, -1, -1), groups=ch).clamp_(0, 1)
