@@ -89,7 +89,10 @@ def disk_kernel(radius: float, alias_blur: float) -> Tensor:
 def _trim_zeros(kernel: Tensor) -> Tensor:
     """Drop all-zero outer rings of a square odd kernel (the 17x17 grid around a small disk); same filter."""
     r = kernel.shape[-1] // 2
-    while r > 0 and not bool(kernel[0].any() or kernel[-1].any() or kernel[:, 0].any() or kernel[:, -1].any()):
+    def ring_is_zero(k: Tensor) -> bool:
+        return not bool(k[0].any() or k[-1].any() or k[:, 0].any() or k[:, -1].any())
+
+    while r > 0 and ring_is_zero(kernel):
         kernel, r = kernel[1:-1, 1:-1], r - 1
     return kernel
 
@@ -127,7 +130,9 @@ def glass_blur(x: Tensor, c: tuple[float, int, int], generator: torch.Generator 
     sigma, delta, passes = c
     h, w = x.shape[-2:]
     n_rows, n_cols = max(0, h - 2 * delta), max(0, w - 2 * delta)
-    offsets = torch.randint(-delta, delta, (passes, n_rows, n_cols, x.shape[0], 2), generator=generator,
+    # drawn image by image (image 0's moves first), so one image at a time equals the batch
+    offsets = torch.randint(-delta, delta, (x.shape[0], passes, n_rows, n_cols, 2), generator=generator,
                             device=generator.device if generator is not None else "cpu").to(x.device)
+    offsets = offsets.permute(1, 2, 3, 0, 4)
     blurred = torch.floor(gaussian_filter(x, sigma) * 255) / 255  # the published np.uint8 truncation
     return gaussian_filter(_glass_moves(blurred, delta, offsets), sigma).clamp_(0, 1)

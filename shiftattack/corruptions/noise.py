@@ -46,9 +46,9 @@ def shot_noise(x: Tensor, c: float, generator: torch.Generator | None = None) ->
                      group="noise")
 def impulse_noise(x: Tensor, c: float, generator: torch.Generator | None = None) -> Tensor:
     """Salt-and-pepper noise hitting each value with probability ``c``; (N, C, H, W) in [0, 1]."""
-    hit = _rand(x, generator) < c
-    salt = _rand(x, generator) < 0.5
-    return torch.where(hit, salt.to(x.dtype), x)
+    # both uniforms of an image are drawn before the next image's, so batching does not change the draws
+    u = torch.rand((x.shape[0], 2, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+    return torch.where(u[:, 0] < c, (u[:, 1] < 0.5).to(x.dtype), x)
 
 
 @register_corruption("speckle_noise", imagenet=(.15, .20, .35, .45, .60), cifar10=(.06, .10, .12, .16, .20),
