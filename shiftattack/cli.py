@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .cli_benchmark import add_benchmark, add_corrupt
+from .cli_certify import add_certify, add_verify
 from .errors import ShiftAttackError
 
 __all__ = ["main", "build_parser"]
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shiftattack",
         description="Adversarial shift robustness of image classifiers: exact worst-case "
-                    "translation and crop attacks.")
+                    "translation and crop attacks, certificates, corruption benchmarks.")
     parser.add_argument("--version", action="version", version=f"shiftattack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     a = sub.add_parser("attack", help="worst-case shift attack; writes results.json and results.csv",
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_positive_int, default=10, help="gradient: steps per restart")
     s.add_argument("--restarts", type=_positive_int, default=3, help="gradient: restarts")
     a.set_defaults(func=_cmd_attack)
+    add_certify(sub, _add_common)
+    add_verify(sub)
     _add_train(sub)
     add_benchmark(sub)
     add_corrupt(sub)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["attack_summary", "benchmark_summary"]
+__all__ = ["attack_summary", "benchmark_summary", "certificate_summary"]
 
 
 def _pct(value: float | None) -> str:
@@ -62,4 +62,25 @@ def benchmark_summary(doc: dict) -> str:
                          f"{_num(r['t5d'])}{mark}")
         lines.append(f"  mFR {_num(doc['mfr'])}   mT5D {_num(doc['mt5d'])}"
                      + (f"   (needs {', '.join(doc['mfr_missing'])})" if doc["mfr_missing"] else ""))
+    return "\n".join(lines)
+
+
+def certificate_summary(doc: dict) -> str:
+    """A small table from a ``certificate.json`` document (never recomputed)."""
+    threat, method = doc["threat"], doc["method"]
+    lines = [
+        f"certificate {method['name']} | shifts {threat['spec']} | mode {threat['mode']}"
+        f" | interpolation {threat['interpolation']}",
+        f"  images              {doc['n_images']:>8d}",
+        f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
+        f"  certified accuracy  {_pct(doc['certified_accuracy'])}",
+    ]
+    if doc.get("worst_case_accuracy") is not None:
+        lines.append(f"  attack (same set)   {_pct(doc['worst_case_accuracy'])}  "
+                     f"gap {100 * (doc['worst_case_accuracy'] - doc['certified_accuracy']):.2f} points")
+    curve = doc.get("certified_accuracy_vs_radius")
+    if curve:
+        lines.append("  certified accuracy by radius:")
+        for row in curve:
+            lines.append(f"    r <= {row['radius']:g}  {_pct(row['certified_accuracy'])}")
     return "\n".join(lines)

@@ -28,9 +28,9 @@ from ..engine import ModelRunner, resolve_device
 from ..errors import SpecError
 from ..models import load_model
 from ..results import check_output_dir, open_output_dir, write_csv, write_json
+from ..units import UnitStore
 from .scores import c_scores, p_scores
 from .sources import SUITES, Suite, c_unit_batches, check_source, p_unit_batches, p_unit_length
-from .units import UnitStore
 
 __all__ = ["BenchmarkConfig", "run_benchmark"]
 

@@ -1,7 +1,7 @@
-"""Work units of a benchmark run, each stored atomically so that ``--resume`` skips what is done.
+"""Work units of a long run, each stored atomically so that ``--resume`` skips what is done.
 
-A unit is one (corruption, severity) of a C suite, one perturbation of a P suite, or
-the clean pass. Its counts go to ``DIR/units/<key>.json`` the moment it finishes
+A unit is, for example, one (corruption, severity) of a benchmark suite or one chunk
+of images of a certificate. Its results go to ``DIR/units/<key>.json`` the moment it finishes
 (temporary file + rename, so a killed run leaves whole units or none). The run's
 identity (model, weights, data, source, seed, ...) goes to ``DIR/units/run.json``;
 resuming with a different identity is refused rather than mixing two runs.
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputError
-from ..results import write_json
+from .errors import OutputError
+from .results import write_json
 
 __all__ = ["UnitStore"]
 

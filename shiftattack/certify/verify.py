@@ -1,0 +1,159 @@
+"""``shiftattack verify CERT``: re-check a certificate against its model and data.
+
+1. The file: JSON, schema, every field and type, the integrity digest, aggregate
+   numbers that follow from the records (:func:`~.document.check_document`).
+2. The inputs: the model is rebuilt from its spec and weights and the data reloaded
+   from its spec; their sha256 fingerprints must equal the recorded ones.
+3. The claims, recomputed independently of the search that made them, for every
+   image or a seeded random sample (``sample``): for an exact certificate, every
+   member of the set is evaluated without early exit: a certified image must be
+   correct under all of them with the recorded minimum margin and minimiser; an
+   image not certified must be misclassified at its recorded shift; the recorded
+   clean prediction and certified radius must agree.
+
+Any mismatch raises :class:`~.document.CertificateError` naming the image and field.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..attacks import GridAttack
+from ..engine import ModelRunner, margins, resolve_device
+from .document import CertificateError, load_certificate
+from .exact import certified_radius
+from .run import config_from_document, load_inputs
+
+__all__ = ["verify_certificate", "MARGIN_TOL"]
+
+#: Margins recomputed in another batch composition differ by float rounding; beyond this they disagree.
+MARGIN_TOL = 1e-3
+
+
+def _close(a: float | None, b: float | None, scale: float = 1.0) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= MARGIN_TOL * max(1.0, abs(scale))
+
+
+def verify_certificate(
+    path: str | Path,
+    *,
+    sample: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Verify a certificate; return a small report, raise :class:`CertificateError` on any mismatch."""
+    doc = load_certificate(path)
+    cfg = config_from_document(doc, device)
+    if batch_size is not None:
+        cfg.batch_size = batch_size
+    inputs = load_inputs(cfg, progress)
+    recorded_model, recorded_data = doc["model"], doc["data"]
+    fp = inputs.fingerprints
+    if recorded_model.get("weights_sha256") != fp["weights_sha256"]:
+        raise CertificateError(
+            f"the weights file {cfg.weights} is not the one certified: sha256 "
+            f"{fp['weights_sha256']} != recorded {recorded_model.get('weights_sha256')}"
+        )
+    if recorded_model.get("state_sha256") != fp["state_sha256"]:
+        raise CertificateError(
+            "the model's parameters differ from the certified model's "
+            f"(state sha256 {fp['state_sha256']} != {recorded_model.get('state_sha256')})"
+        )
+    if recorded_data.get("sha256") != fp["data_sha256"]:
+        raise CertificateError(
+            f"the data {cfg.data} differ from the certified data (sha256 "
+            f"{fp['data_sha256']} != recorded {recorded_data.get('sha256')})"
+        )
+    if inputs.threat.to_json() != doc["threat"]:
+        raise CertificateError(
+            f"the threat recorded ({doc['threat']}) does not rebuild as recorded ({inputs.threat.to_json()})"
+        )
+    records = doc["images"]
+    if len(records) != len(inputs.data):
+        raise CertificateError(
+            f"the certificate has {len(records)} records but the data {len(inputs.data)} images"
+        )
+    by_index = {int(i): k for k, i in enumerate(inputs.data.indices.tolist())}
+    positions = []
+    for rec in records:
+        if rec["index"] not in by_index:
+            raise CertificateError(f"image index {rec['index']} is not in the data")
+        positions.append(by_index[rec["index"]])
+    chosen = list(range(len(records)))
+    if sample is not None and sample < len(records):
+        g = torch.Generator().manual_seed(seed)
+        chosen = sorted(torch.randperm(len(records), generator=g)[:sample].tolist())
+    if doc["method"]["name"] == "exact":
+        _verify_exact(
+            doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
+        )
+    else:
+        raise CertificateError(f"verification of {doc['method']['name']} certificates is not available yet")
+    return {
+        "n_checked": len(chosen),
+        "n_images": len(records),
+        "method": doc["method"]["name"],
+        "certified_accuracy": doc["certified_accuracy"],
+    }
+
+
+def _verify_exact(doc, inputs, cfg, records, positions, device, progress) -> None:
+    pos = torch.tensor(positions, dtype=torch.long)
+    images, labels = inputs.images[pos], inputs.data.labels[pos]
+    runner = ModelRunner(inputs.model, resolve_device(device), images.dtype)
+    # every member, no early exit, rings outwards: exact minimum margin and smallest failing radius
+    full = GridAttack(inputs.threat, batch_size=cfg.batch_size, early_exit=False, order="radius")(
+        runner, images, labels, progress=progress
+    )
+    radius = certified_radius(full)
+    for k, rec in enumerate(records):
+        where = f"image {rec['index']}"
+        if rec["label"] != int(labels[k]):
+            raise CertificateError(f"{where}: label {rec['label']} recorded, {int(labels[k])} in the data")
+        if rec["clean_pred"] != int(full.clean_pred[k]):
+            raise CertificateError(
+                f"{where}: clean prediction {rec['clean_pred']} recorded, "
+                f"{int(full.clean_pred[k])} recomputed"
+            )
+        if rec["certified"] != bool(full.robust[k]) or rec["robust"] != bool(full.robust[k]):
+            raise CertificateError(
+                f"{where}: certified={rec['certified']} recorded, but evaluating every "
+                f"member gives {bool(full.robust[k])}"
+            )
+        if "certified_radius" in rec and radius is not None and rec["certified_radius"] != radius[k]:
+            raise CertificateError(
+                f"{where}: certified radius {rec['certified_radius']} recorded, {radius[k]} recomputed"
+            )
+        if rec["certified"] and not _close(rec["worst_margin"], float(full.worst_margin[k])):
+            raise CertificateError(
+                f"{where}: minimum margin {rec['worst_margin']} recorded, "
+                f"{float(full.worst_margin[k]):.6g} recomputed over every member"
+            )
+    # each recorded shift, evaluated on its own: failures must fail, minimisers must reach the minimum
+    params = torch.zeros(len(records), 3, dtype=torch.float64)
+    for k, rec in enumerate(records):
+        shift = list(rec["worst_shift"]) + [0.0] * (3 - len(rec["worst_shift"]))
+        if len(shift) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in shift):
+            raise CertificateError(f"image {rec['index']}: worst_shift {rec['worst_shift']} is not a shift")
+        params[k] = torch.tensor(shift, dtype=torch.float64)
+    out = []
+    for s in range(0, len(records), cfg.batch_size):
+        idx = torch.arange(s, min(s + cfg.batch_size, len(records)))
+        x = inputs.threat.apply_to(images, idx, params[idx])
+        out.append(margins(runner(x), labels[idx].to(runner.device)).double().cpu())
+    at_shift = torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    for k, rec in enumerate(records):
+        where = f"image {rec['index']} at shift {rec['worst_shift']}"
+        m = float(at_shift[k])
+        if not rec["certified"] and m >= 0:
+            raise CertificateError(f"{where}: recorded as a failure, but the margin there is {m:.6g} >= 0")
+        if not _close(rec["worst_margin"], m):
+            raise CertificateError(f"{where}: margin {rec['worst_margin']} recorded, {m:.6g} recomputed")
