@@ -23,7 +23,11 @@ def add_certify(sub, add_common: Callable[[argparse.ArgumentParser], None]) -> N
     add_common(c)
     m = c.add_argument_group("certificate")
     m.add_argument(
-        "--method", default="exact", choices=["exact"], help="exact: enumeration of a finite set (default)"
+        "--method",
+        default="exact",
+        choices=["exact", "smooth"],
+        help="exact: enumeration of a finite set (default); smooth: randomized smoothing over translations "
+        "(--shifts l2:R or box:R, --mode circular)",
     )
     m.add_argument(
         "--order",
@@ -38,6 +42,17 @@ def add_certify(sub, add_common: Callable[[argparse.ArgumentParser], None]) -> N
         help="images per stored unit; --resume redoes at most one unit (default 500)",
     )
     m.add_argument("--resume", action="store_true", help="keep the finished chunks of an interrupted run")
+    sm = c.add_argument_group("smooth")
+    sm.add_argument("--sigma", type=float, default=1.0, help="std of the Gaussian shift, px (default 1)")
+    sm.add_argument("--n0", type=int, default=100, help="selection samples per image (default 100)")
+    sm.add_argument(
+        "--n",
+        type=int,
+        default=1000,
+        help="estimation samples per image (default 1000; Cohen et al. use 100000)",
+    )
+    sm.add_argument("--alpha", type=float, default=0.001, help="failure probability (default 0.001)")
+    sm.add_argument("--seed", type=int, default=0, help="seed of the draws (each image: seed and index)")
     c.set_defaults(func=_cmd_certify)
 
 
@@ -84,6 +99,11 @@ def _cmd_certify(args: argparse.Namespace) -> int:
         device=args.device,
         order=args.order,
         chunk_size=args.chunk_size,
+        sigma=args.sigma,
+        n0=args.n0,
+        n=args.n,
+        alpha=args.alpha,
+        seed=args.seed,
         overwrite=args.overwrite,
         resume=args.resume,
     )

@@ -9,7 +9,6 @@ No wall-clock time goes into the certificate, so the same inputs give the same f
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ from ..errors import ShiftAttackError, SpecError
 from ..models import load_model
 from ..models.loading import file_sha256
 from ..results import check_output_dir, open_output_dir, write_csv, write_json
-from ..threats import ThreatModel, parse_shifts
 from ..units import UnitStore
 from .document import METHODS, seal, state_sha256
-from .exact import certify_exact, exact_records, radius_curve, set_radii
+from .methods import build_threat, certify_chunk, curve, describe
 
 __all__ = ["CertifyConfig", "Inputs", "run_certify", "build_threat", "load_inputs", "config_from_document"]
 
@@ -57,28 +55,13 @@ class CertifyConfig:
     device: str = "auto"
     order: str = "radius"
     chunk_size: int = 500
+    sigma: float = 1.0
+    n0: int = 100
+    n: int = 1000
+    alpha: float = 0.001
+    seed: int = 0
     overwrite: bool = False
     resume: bool = False
-
-
-def build_threat(cfg: CertifyConfig, image_size: tuple[int, int]) -> ThreatModel:
-    """The threat model of an ``exact`` run (a finite set applied exactly, or bilinear / rotation)."""
-    shifts = parse_shifts(cfg.shifts)
-    if shifts.kind == "random":
-        raise SpecError(
-            f"an exact certificate needs a finite set (grid:, list:, rt:); {cfg.shifts} samples "
-            "the set and proves nothing"
-        )
-    crop = cfg.crop_size
-    if cfg.mode == "crop" and crop is None:
-        r = math.ceil(shifts.radius)
-        crop = (image_size[0] - 2 * r, image_size[1] - 2 * r)
-        if min(crop) < 1:
-            raise SpecError(f"images of {image_size} px leave no window for shifts of {r} px")
-    interp = "exact" if shifts.is_integer else "bilinear"
-    threat = ThreatModel(shifts, mode=cfg.mode, interpolation=interp, fill=cfg.fill, crop_size=crop)
-    threat.check_fits(*image_size)
-    return threat
 
 
 @dataclass
@@ -88,7 +71,7 @@ class Inputs:
     data: Any
     model: torch.nn.Module
     images: torch.Tensor
-    threat: ThreatModel
+    threat: Any
     fingerprints: dict[str, Any]
 
 
@@ -139,6 +122,11 @@ def config_from_document(doc: dict[str, Any], device: str = "auto") -> CertifyCo
             device=device,
             order=meth.get("order", "radius"),
             chunk_size=meth.get("chunk_size", 500),
+            sigma=meth.get("sigma", 1.0),
+            n0=meth.get("n0", 100),
+            n=meth.get("n", 1000),
+            alpha=meth.get("alpha", 0.001),
+            seed=meth.get("seed", 0),
         )
     except (KeyError, TypeError) as exc:
         raise ShiftAttackError(f"the certificate does not say how it was made: missing {exc}") from None
@@ -153,8 +141,8 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any]:
     """Run the job described by ``cfg`` and return the certificate document it wrote."""
     if cfg.method not in METHODS:
         raise SpecError(f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
-    if cfg.method != "exact":
-        raise SpecError(f"--method {cfg.method} is not available yet")
+    if cfg.method == "bound":
+        raise SpecError("--method bound is not available yet")
     if cfg.chunk_size < 1:
         raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
     out = check_output_dir(cfg.out, cfg.overwrite or cfg.resume)
@@ -178,20 +166,10 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any]:
         key = f"chunk-{lo:08d}"
         unit = store.get(key)
         if unit is None:
-            result = certify_exact(
-                model,
-                images[lo:hi],
-                data.labels[lo:hi],
-                threat,
-                batch_size=cfg.batch_size,
-                order=cfg.order,
-                device=device,
-                progress=False,
+            chunk = certify_chunk(
+                cfg, model, images[lo:hi], data.labels[lo:hi], data.indices[lo:hi], threat, device
             )
-            unit = {
-                "records": exact_records(result, data.indices[lo:hi]),
-                "n_evaluated": int(result.n_evaluated.sum()),
-            }
+            unit = {"records": chunk}
             store.put(key, unit)
         records.extend(unit["records"])
         bar.update(hi - lo)
@@ -206,7 +184,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any]:
 
 def _document(
     cfg: CertifyConfig,
-    threat: ThreatModel,
+    threat,
     records: list[dict],
     fingerprints: dict,
     device: torch.device,
@@ -215,23 +193,7 @@ def _document(
     n = len(records)
     certified = sum(r["certified"] for r in records)
     robust = sum(r["robust"] for r in records)
-    curve = None
-    if records and "certified_radius" in records[0]:
-        curve = radius_curve(records, set_radii(threat))
-    if threat.exact:
-        how = "exact integer shifts, no interpolation"
-    elif threat.shifts.has_rotation:
-        how = "rotations with bilinear sampling and zero fill"
-    else:
-        how = "each member by bilinear interpolation between exact integer shifts"
-    method = {
-        "name": cfg.method,
-        "order": cfg.order,
-        "batch_size": cfg.batch_size,
-        "chunk_size": cfg.chunk_size,
-        "claim": "every image marked certified is classified correctly under every member of the set "
-        f"(exhaustive enumeration; {how})",
-    }
+    method = describe(cfg, threat)
     doc = {
         "method": method,
         "certified_accuracy": certified / n,
@@ -239,7 +201,7 @@ def _document(
         "worst_case_accuracy": robust / n,
         "n_images": n,
         "threat": threat.to_json(),
-        "certified_accuracy_vs_radius": curve,
+        "certified_accuracy_vs_radius": curve(cfg, threat, records),
         "n_evaluated": sum(r["n_evaluated"] for r in records),
         "model": {
             "spec": cfg.model,
@@ -264,7 +226,9 @@ def _document(
         "dtype": "float32",
         "images": records,
     }
-    if certified > robust:  # cannot happen for a sound method; refuse to write such a file
+    if cfg.method == "smooth":  # no attack on the smoothed classifier: robust means certified
+        doc["worst_case_accuracy"] = None
+    elif certified > robust:  # cannot happen for a sound method; refuse to write such a file
         raise ShiftAttackError(
             f"internal error: {certified} images certified but only {robust} survive the attack"
         )

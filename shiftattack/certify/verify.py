@@ -16,6 +16,7 @@ Any mismatch raises :class:`~.document.CertificateError` naming the image and fi
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from ..attacks import GridAttack
 from ..engine import ModelRunner, margins, resolve_device
 from .document import CertificateError, load_certificate
 from .exact import certified_radius
+from .methods import smooth_config
 from .run import config_from_document, load_inputs
+from .smooth import certified_at, clopper_pearson_lower, smooth_certify
 
 __all__ = ["verify_certificate", "MARGIN_TOL"]
 
@@ -72,7 +75,7 @@ def verify_certificate(
             f"the data {cfg.data} differ from the certified data (sha256 "
             f"{fp['data_sha256']} != recorded {recorded_data.get('sha256')})"
         )
-    if inputs.threat.to_json() != doc["threat"]:
+    if json.loads(json.dumps(inputs.threat.to_json())) != doc["threat"]:
         raise CertificateError(
             f"the threat recorded ({doc['threat']}) does not rebuild as recorded ({inputs.threat.to_json()})"
         )
@@ -91,7 +94,11 @@ def verify_certificate(
     if sample is not None and sample < len(records):
         g = torch.Generator().manual_seed(seed)
         chosen = sorted(torch.randperm(len(records), generator=g)[:sample].tolist())
-    if doc["method"]["name"] == "exact":
+    if doc["method"]["name"] == "smooth":
+        _verify_smooth(
+            doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
+        )
+    elif doc["method"]["name"] == "exact":
         _verify_exact(
             doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
         )
@@ -157,3 +164,45 @@ def _verify_exact(doc, inputs, cfg, records, positions, device, progress) -> Non
             raise CertificateError(f"{where}: recorded as a failure, but the margin there is {m:.6g} >= 0")
         if not _close(rec["worst_margin"], m):
             raise CertificateError(f"{where}: margin {rec['worst_margin']} recorded, {m:.6g} recomputed")
+
+
+def _verify_smooth(doc, inputs, cfg, records, positions, device, progress) -> None:
+    """Redraw every sample with the recorded seed: counts must agree exactly, and p_lower, the
+    radius and the certified flag must follow from them."""
+    from scipy.stats import norm
+
+    scfg = smooth_config(cfg)
+    pos = torch.tensor(positions, dtype=torch.long)
+    rows = smooth_certify(
+        inputs.model,
+        inputs.images[pos],
+        inputs.data.labels[pos],
+        inputs.data.indices[pos],
+        scfg,
+        device=resolve_device(device),
+        batch_size=cfg.batch_size,
+        progress=progress,
+    )
+    for rec, row in zip(records, rows, strict=True):
+        where = f"image {rec['index']}"
+        for key in ("top_class", "n_top"):
+            if rec.get(key) != row[key]:
+                raise CertificateError(
+                    f"{where}: {key} {rec.get(key)} recorded, {row[key]} when the recorded "
+                    "seed's samples are drawn again"
+                )
+        p_lower = clopper_pearson_lower(rec["n_top"], scfg.n, scfg.alpha)
+        if not _close(rec.get("p_lower"), p_lower, 0.0):
+            raise CertificateError(
+                f"{where}: p_lower {rec.get('p_lower')} recorded, {p_lower:.6g} from its counts"
+            )
+        radius = None if p_lower < 0.5 else scfg.sigma * float(norm.ppf(p_lower))
+        prediction = -1 if radius is None else rec["top_class"]
+        if rec["clean_pred"] != prediction or not _close(rec.get("radius"), radius):
+            raise CertificateError(
+                f"{where}: prediction {rec['clean_pred']} / radius {rec.get('radius')} "
+                f"recorded, {prediction} / {radius} from its counts"
+            )
+        ok = certified_at(prediction, rec["label"], radius, doc["threat"]["l2_radius"])
+        if rec["certified"] != ok:
+            raise CertificateError(f"{where}: certified={rec['certified']} recorded, {ok} from its counts")

@@ -1,0 +1,175 @@
+"""What differs between the three certificate methods: the threat, one chunk's records, the claim, the curve.
+
+The ``certify`` job (:mod:`.run`) is the same for all three; it asks this module to
+build the threat from the configuration, to certify a chunk of images, and to
+describe the method and its curve in the document.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from ..errors import SpecError
+from ..threats import ThreatModel, parse_shifts
+from .exact import certify_exact, exact_records, radius_curve, set_radii
+from .smooth import SmoothConfig, certified_at, parse_radius, smooth_certify
+
+__all__ = ["SmoothThreat", "build_threat", "certify_chunk", "describe", "curve"]
+
+
+@dataclass(frozen=True)
+class SmoothThreat:
+    """The smoothing method's set: every shift within an L2 (or box) radius, band-limited circular."""
+
+    spec: str
+    kind: str
+    radius: float
+    l2_radius: float
+
+    def to_json(self) -> dict:
+        return {
+            "spec": self.spec,
+            "kind": self.kind,
+            "radius": self.radius,
+            "l2_radius": self.l2_radius,
+            "mode": "circular",
+            "interpolation": "fourier (band-limited, Nyquist row/column removed)",
+        }
+
+
+def build_threat(cfg, image_size: tuple[int, int]):
+    """The threat of ``cfg.method``: a finite :class:`ThreatModel` (exact) or a :class:`SmoothThreat`."""
+    if cfg.method == "smooth":
+        if cfg.mode != "circular":
+            raise SpecError(
+                "randomized smoothing over translations needs shifts that compose exactly: "
+                "band-limited circular shifts; use --mode circular"
+            )
+        kind, r, l2 = parse_radius(cfg.shifts)
+        return SmoothThreat(cfg.shifts.strip(), kind, r, l2)
+    shifts = parse_shifts(cfg.shifts)
+    if shifts.kind == "random":
+        raise SpecError(
+            f"an exact certificate needs a finite set (grid:, list:, rt:); {cfg.shifts} samples "
+            "the set and proves nothing"
+        )
+    crop = cfg.crop_size
+    if cfg.mode == "crop" and crop is None:
+        k = math.ceil(shifts.radius)
+        crop = (image_size[0] - 2 * k, image_size[1] - 2 * k)
+        if min(crop) < 1:
+            raise SpecError(f"images of {image_size} px leave no window for shifts of {k} px")
+    interp = "exact" if shifts.is_integer else "bilinear"
+    threat = ThreatModel(shifts, mode=cfg.mode, interpolation=interp, fill=cfg.fill, crop_size=crop)
+    threat.check_fits(*image_size)
+    return threat
+
+
+def smooth_config(cfg) -> SmoothConfig:
+    return SmoothConfig(sigma=cfg.sigma, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, seed=cfg.seed)
+
+
+def certify_chunk(
+    cfg, model, images: Tensor, labels: Tensor, indices: Tensor, threat, device, progress: bool = False
+) -> list[dict]:
+    """Certificate records for one chunk of images (the DESIGN.md fields plus the method's own)."""
+    if cfg.method == "exact":
+        result = certify_exact(
+            model,
+            images,
+            labels,
+            threat,
+            batch_size=cfg.batch_size,
+            order=cfg.order,
+            device=device,
+            progress=progress,
+        )
+        return exact_records(result, indices)
+    rows = smooth_certify(
+        model,
+        images,
+        labels,
+        indices,
+        smooth_config(cfg),
+        device=device,
+        batch_size=cfg.batch_size,
+        progress=progress,
+    )
+    records = []
+    for k, row in enumerate(rows):
+        ok = certified_at(row["prediction"], row["label"], row["radius"], threat.l2_radius)
+        records.append(
+            {
+                "index": int(indices[k]),
+                "label": row["label"],
+                "clean_pred": row["prediction"],
+                "robust": ok,
+                "certified": ok,
+                "worst_shift": [0, 0],
+                "worst_margin": None,
+                "n_evaluated": cfg.n0 + cfg.n,
+                "top_class": row["top_class"],
+                "n_top": row["n_top"],
+                "p_lower": row["p_lower"],
+                "radius": row["radius"],
+            }
+        )
+    return records
+
+
+def describe(cfg, threat) -> dict[str, Any]:
+    """The ``method`` object of the document: name, parameters and the claim in words."""
+    common = {"name": cfg.method, "batch_size": cfg.batch_size, "chunk_size": cfg.chunk_size}
+    if cfg.method == "smooth":
+        return {
+            **common,
+            "sigma": cfg.sigma,
+            "n0": cfg.n0,
+            "n": cfg.n,
+            "alpha": cfg.alpha,
+            "seed": cfg.seed,
+            "claim": "for the smoothed classifier g(x) = argmax_c P(f(T_d P x) = c), d ~ N(0, sigma^2 I), "
+            "with T_d the band-limited circular (Fourier) shift and P the removal of the Nyquist "
+            "row/column: for each image marked certified, with probability at least 1 - alpha, g "
+            f"classifies it correctly under every shift of L2 norm < {threat.l2_radius:g} px "
+            "(the per-image radius is larger or equal). prediction -1 = abstain. This is a "
+            "certificate for g, not for the base model.",
+        }
+    if threat.exact:
+        how = "exact integer shifts, no interpolation"
+    elif threat.shifts.has_rotation:
+        how = "rotations with bilinear sampling and zero fill"
+    else:
+        how = "each member by bilinear interpolation between exact integer shifts"
+    return {
+        **common,
+        "order": cfg.order,
+        "claim": "every image marked certified is classified correctly under every member of the set "
+        f"(exhaustive enumeration; {how})",
+    }
+
+
+def curve(cfg, threat, records: list[dict]) -> list[dict] | None:
+    """Certified accuracy against radius (Chebyshev px for exact, L2 px for smooth)."""
+    if not records:
+        return None
+    if cfg.method == "smooth":
+        n = len(records)
+        radii = [cfg.sigma * q / 4 for q in range(17)]
+        return [
+            {
+                "radius": r,
+                "certified_accuracy": sum(
+                    certified_at(rec["clean_pred"], rec["label"], rec["radius"], r) for rec in records
+                )
+                / n,
+            }
+            for r in radii
+        ]
+    if "certified_radius" in records[0]:
+        return radius_curve(records, set_radii(threat))
+    return None
