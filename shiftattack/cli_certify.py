@@ -25,8 +25,9 @@ def add_certify(sub, add_common: Callable[[argparse.ArgumentParser], None]) -> N
     m.add_argument(
         "--method",
         default="exact",
-        choices=["exact", "smooth"],
-        help="exact: enumeration of a finite set (default); smooth: randomized smoothing over translations "
+        choices=["exact", "bound", "smooth"],
+        help="exact: enumeration of a finite set (default); bound: sound bounds over every real shift in "
+        "box:R (--mode zero or circular); smooth: randomized smoothing over translations "
         "(--shifts l2:R or box:R, --mode circular)",
     )
     m.add_argument(
@@ -42,6 +43,26 @@ def add_certify(sub, add_common: Callable[[argparse.ArgumentParser], None]) -> N
         help="images per stored unit; --resume redoes at most one unit (default 500)",
     )
     m.add_argument("--resume", action="store_true", help="keep the finished chunks of an interrupted run")
+    bd = c.add_argument_group("bound")
+    bd.add_argument(
+        "--attack-step",
+        type=float,
+        default=0.25,
+        help="step (px) of the dense bilinear grid attack run before the bounds (default 0.25)",
+    )
+    bd.add_argument(
+        "--max-pieces",
+        type=int,
+        default=400,
+        help="bound evaluations per image before it is declared unknown (default 400)",
+    )
+    bd.add_argument(
+        "--min-width",
+        type=float,
+        default=1 / 64,
+        help="smallest piece side (px) that is still split (default 1/64)",
+    )
+    bd.add_argument("--bound-batch", type=int, default=32, help="pieces per bound pass (default 32)")
     sm = c.add_argument_group("smooth")
     sm.add_argument("--sigma", type=float, default=1.0, help="std of the Gaussian shift, px (default 1)")
     sm.add_argument("--n0", type=int, default=100, help="selection samples per image (default 100)")
@@ -104,6 +125,10 @@ def _cmd_certify(args: argparse.Namespace) -> int:
         n=args.n,
         alpha=args.alpha,
         seed=args.seed,
+        attack_step=args.attack_step,
+        max_pieces=args.max_pieces,
+        min_width=args.min_width,
+        bound_batch=args.bound_batch,
         overwrite=args.overwrite,
         resume=args.resume,
     )

@@ -15,10 +15,19 @@ from torch import Tensor
 
 from ..errors import SpecError
 from ..threats import ThreatModel, parse_shifts
+from .bound import BoundConfig, certify_bound, parse_box
 from .exact import certify_exact, exact_records, radius_curve, set_radii
 from .smooth import SmoothConfig, certified_at, parse_radius, smooth_certify
 
-__all__ = ["SmoothThreat", "build_threat", "certify_chunk", "describe", "curve"]
+__all__ = ["SmoothThreat", "BoxThreat", "build_threat", "certify_chunk", "describe", "curve"]
+
+STATUS = {
+    0: "certified",
+    1: "fooled by the dense attack",
+    2: "unknown",
+    3: "wrong unshifted",
+    4: "counterexample found by branch and bound",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,28 @@ class SmoothThreat:
         }
 
 
+@dataclass(frozen=True)
+class BoxThreat:
+    """The bound method's set: every real shift with |dx|, |dy| <= R, bilinear between integer shifts."""
+
+    spec: str
+    radius: int
+    mode: str
+    fill: float
+
+    def to_json(self) -> dict:
+        out = {
+            "spec": self.spec,
+            "kind": "box",
+            "radius": self.radius,
+            "mode": self.mode,
+            "interpolation": "bilinear between exact integer shifts",
+        }
+        if self.mode == "zero":
+            out["fill"] = self.fill
+        return out
+
+
 def build_threat(cfg, image_size: tuple[int, int]):
     """The threat of ``cfg.method``: a finite :class:`ThreatModel` (exact) or a :class:`SmoothThreat`."""
     if cfg.method == "smooth":
@@ -51,6 +82,15 @@ def build_threat(cfg, image_size: tuple[int, int]):
             )
         kind, r, l2 = parse_radius(cfg.shifts)
         return SmoothThreat(cfg.shifts.strip(), kind, r, l2)
+    if cfg.method == "bound":
+        r = parse_box(cfg.shifts)
+        if cfg.mode not in ("zero", "circular"):
+            raise SpecError(
+                f"the bound method defines sub-pixel shifts in zero or circular mode, got {cfg.mode!r}"
+            )
+        if r + 1 >= min(image_size):
+            raise SpecError(f"box:{r} is too large for {image_size[0]}x{image_size[1]} images")
+        return BoxThreat(cfg.shifts.strip(), r, cfg.mode, cfg.fill)
     shifts = parse_shifts(cfg.shifts)
     if shifts.kind == "random":
         raise SpecError(
@@ -67,6 +107,43 @@ def build_threat(cfg, image_size: tuple[int, int]):
     threat = ThreatModel(shifts, mode=cfg.mode, interpolation=interp, fill=cfg.fill, crop_size=crop)
     threat.check_fits(*image_size)
     return threat
+
+
+def bound_config(cfg, threat: BoxThreat) -> BoundConfig:
+    return BoundConfig(
+        radius=threat.radius,
+        mode=threat.mode,
+        fill=threat.fill,
+        attack_step=cfg.attack_step,
+        max_pieces=cfg.max_pieces,
+        min_width=cfg.min_width,
+        batch_size=cfg.bound_batch,
+    )
+
+
+def _bound_records(out: dict, labels: Tensor, indices: Tensor) -> list[dict]:
+    records = []
+    for k in range(labels.numel()):
+        shift = [float(v) for v in out["worst_params"][k, :2].tolist()]
+        radius = int(out["certified_radius"][k])
+        bound = float(out["margin_lower_bound"][k])
+        records.append(
+            {
+                "index": int(indices[k]),
+                "label": int(labels[k]),
+                "clean_pred": int(out["clean_pred"][k]),
+                "robust": bool(out["robust"][k]),
+                "certified": bool(out["certified"][k]),
+                "status": STATUS[int(out["status"][k])],
+                "worst_shift": shift,
+                "worst_margin": float(out["worst_margin"][k]),
+                "n_evaluated": int(out["n_evaluated"][k]),
+                "n_pieces": int(out["n_pieces"][k]),
+                "margin_lower_bound": None if math.isnan(bound) else bound,
+                "certified_radius": None if radius < 0 else radius,
+            }
+        )
+    return records
 
 
 def smooth_config(cfg) -> SmoothConfig:
@@ -89,6 +166,17 @@ def certify_chunk(
             progress=progress,
         )
         return exact_records(result, indices)
+    if cfg.method == "bound":
+        out = certify_bound(
+            model,
+            images,
+            labels,
+            bound_config(cfg, threat),
+            device=device,
+            batch_size=cfg.batch_size,
+            progress=progress,
+        )
+        return _bound_records(out, labels, indices)
     rows = smooth_certify(
         model,
         images,
@@ -139,6 +227,18 @@ def describe(cfg, threat) -> dict[str, Any]:
             "(the per-image radius is larger or equal). prediction -1 = abstain. This is a "
             "certificate for g, not for the base model.",
         }
+    if cfg.method == "bound":
+        return {
+            **common,
+            "attack_step": cfg.attack_step,
+            "max_pieces": cfg.max_pieces,
+            "min_width": cfg.min_width,
+            "bound_batch": cfg.bound_batch,
+            "claim": f"every image marked certified is classified correctly under every real shift with "
+            f"|dx|, |dy| <= {threat.radius} px, a sub-pixel shift being bilinear interpolation "
+            f"between exact integer shifts in {threat.mode} mode (sound linear bounds in float64 "
+            "with branch and bound; the model's own float32 arithmetic may differ by rounding)",
+        }
     if threat.exact:
         how = "exact integer shifts, no interpolation"
     elif threat.shifts.has_rotation:
@@ -170,6 +270,8 @@ def curve(cfg, threat, records: list[dict]) -> list[dict] | None:
             }
             for r in radii
         ]
+    if cfg.method == "bound":
+        return radius_curve(records, [float(r) for r in range(threat.radius + 1)])
     if "certified_radius" in records[0]:
         return radius_curve(records, set_radii(threat))
     return None

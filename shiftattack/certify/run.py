@@ -60,6 +60,10 @@ class CertifyConfig:
     n: int = 1000
     alpha: float = 0.001
     seed: int = 0
+    attack_step: float = 0.25
+    max_pieces: int = 400
+    min_width: float = 1 / 64
+    bound_batch: int = 32
     overwrite: bool = False
     resume: bool = False
 
@@ -127,6 +131,10 @@ def config_from_document(doc: dict[str, Any], device: str = "auto") -> CertifyCo
             n=meth.get("n", 1000),
             alpha=meth.get("alpha", 0.001),
             seed=meth.get("seed", 0),
+            attack_step=meth.get("attack_step", 0.25),
+            max_pieces=meth.get("max_pieces", 400),
+            min_width=meth.get("min_width", 1 / 64),
+            bound_batch=meth.get("bound_batch", 32),
         )
     except (KeyError, TypeError) as exc:
         raise ShiftAttackError(f"the certificate does not say how it was made: missing {exc}") from None
@@ -141,8 +149,6 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any]:
     """Run the job described by ``cfg`` and return the certificate document it wrote."""
     if cfg.method not in METHODS:
         raise SpecError(f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
-    if cfg.method == "bound":
-        raise SpecError("--method bound is not available yet")
     if cfg.chunk_size < 1:
         raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
     out = check_output_dir(cfg.out, cfg.overwrite or cfg.resume)

@@ -27,7 +27,7 @@ from ..attacks import GridAttack
 from ..engine import ModelRunner, margins, resolve_device
 from .document import CertificateError, load_certificate
 from .exact import certified_radius
-from .methods import smooth_config
+from .methods import certify_chunk, smooth_config
 from .run import config_from_document, load_inputs
 from .smooth import certified_at, clopper_pearson_lower, smooth_certify
 
@@ -94,7 +94,11 @@ def verify_certificate(
     if sample is not None and sample < len(records):
         g = torch.Generator().manual_seed(seed)
         chosen = sorted(torch.randperm(len(records), generator=g)[:sample].tolist())
-    if doc["method"]["name"] == "smooth":
+    if doc["method"]["name"] == "bound":
+        _verify_bound(
+            doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
+        )
+    elif doc["method"]["name"] == "smooth":
         _verify_smooth(
             doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
         )
@@ -206,3 +210,45 @@ def _verify_smooth(doc, inputs, cfg, records, positions, device, progress) -> No
         ok = certified_at(prediction, rec["label"], radius, doc["threat"]["l2_radius"])
         if rec["certified"] != ok:
             raise CertificateError(f"{where}: certified={rec['certified']} recorded, {ok} from its counts")
+
+
+def _verify_bound(doc, inputs, cfg, records, positions, device, progress) -> None:
+    """Run the bounds again on the chosen images (deterministic): every status and flag must agree;
+    every recorded failure must misclassify at its recorded (sub-pixel) shift."""
+    from ..shifts import shift_bilinear
+
+    pos = torch.tensor(positions, dtype=torch.long)
+    images, labels = inputs.images[pos], inputs.data.labels[pos]
+    again = certify_chunk(
+        cfg,
+        inputs.model,
+        images,
+        labels,
+        inputs.data.indices[pos],
+        inputs.threat,
+        resolve_device(device),
+        progress,
+    )
+    threat = doc["threat"]
+    runner = ModelRunner(inputs.model, resolve_device(device), images.dtype)
+    for k, (rec, new) in enumerate(zip(records, again, strict=True)):
+        where = f"image {rec['index']}"
+        for key in ("clean_pred", "certified", "robust", "status", "certified_radius"):
+            if rec.get(key) != new[key]:
+                raise CertificateError(f"{where}: {key} {rec.get(key)!r} recorded, {new[key]!r} recomputed")
+        if rec["certified"] and not _close(rec.get("margin_lower_bound"), new["margin_lower_bound"]):
+            raise CertificateError(
+                f"{where}: margin lower bound {rec.get('margin_lower_bound')} recorded, "
+                f"{new['margin_lower_bound']} recomputed"
+            )
+        if rec["clean_pred"] == rec["label"] and not rec["robust"]:
+            dx, dy = (float(v) for v in rec["worst_shift"][:2])
+            if max(abs(dx), abs(dy)) > threat["radius"]:
+                raise CertificateError(f"{where}: recorded shift {rec['worst_shift']} lies outside the box")
+            x = shift_bilinear(images[k : k + 1], dx, dy, threat["mode"], threat.get("fill", 0.0))
+            m = float(margins(runner(x), labels[k : k + 1].to(runner.device))[0])
+            if m >= 0:
+                raise CertificateError(
+                    f"{where}: recorded as fooled at {rec['worst_shift']}, but the margin "
+                    f"there is {m:.6g} >= 0"
+                )

@@ -1,0 +1,296 @@
+"""``certify --method bound``: soundness against dense sampling, never looser than interval arithmetic,
+every supported layer, branch and bound, the command line and verify."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _models import make_problem
+from torch import nn
+
+from shiftattack.certify.bound import BoundConfig, cell_bounds, certify_bound
+from shiftattack.certify.document import seal
+from shiftattack.certify.propagate import BoundModel, UnsupportedLayer
+from shiftattack.cli import main
+from shiftattack.models import create_model
+from shiftattack.models.blurpool import BlurPool2d
+from shiftattack.models.cmod import cmod_stem
+from shiftattack.models.loading import Normalize
+from shiftattack.shifts import shift, shift_bilinear
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1, padding_mode="circular")
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return F.relu(x + self.bn(self.conv(x)))
+
+
+def _with_stats(model: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=g))
+    return model.eval()
+
+
+def zoo(seed: int = 0) -> dict[str, nn.Module]:
+    """Small networks covering every layer the bound method supports."""
+    torch.manual_seed(seed)
+    every_layer = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        Residual(6),
+        BlurPool2d(6, 3, 2),
+        nn.AvgPool2d(2),
+        nn.Dropout(0.5),
+        nn.Identity(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 5),
+    )
+    cmod = nn.Sequential(
+        cmod_stem("cifar", 4, 4),
+        nn.Conv2d(8, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 6 * 6, 5),
+    )
+    cmod[0].gabor_norm.running_var.fill_(0.3)
+    return {
+        "every_layer": _with_stats(Normalize(every_layer, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25)), seed),
+        "cmod": _with_stats(cmod, seed),
+        "registry_small_cnn": _with_stats(create_model("small_cnn", num_classes=5, width=4), seed),
+    }
+
+
+def _ibp_sequential(model: nn.Sequential, lo: torch.Tensor, hi: torch.Tensor):
+    """Independent interval arithmetic for a Sequential of Conv2d, ReLU, MaxPool2d, Flatten, Linear."""
+    for m in model:
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            c, r = (lo + hi) / 2, (hi - lo) / 2
+            c = m(c)
+            r = (
+                F.conv2d(r, m.weight.abs(), None, m.stride, m.padding)
+                if isinstance(m, nn.Conv2d)
+                else r @ m.weight.abs().T
+            )
+            lo, hi = c - r, c + r
+        elif isinstance(m, (nn.ReLU, nn.MaxPool2d, nn.Flatten)):
+            lo, hi = m(lo), m(hi)
+        else:
+            raise AssertionError(type(m))
+    return lo, hi
+
+
+def _piece(x: torch.Tensor, i: int, j: int, am: float, bm: float, h: float, mode: str):
+    b = x.shape[0]
+    corners = tuple(shift(x, i + di, j + dj, mode) for di, dj in ((0, 0), (1, 0), (0, 1), (1, 1)))
+    full = lambda v: torch.full((b,), v, dtype=torch.float64)  # noqa: E731
+    return cell_bounds(corners, full(am), full(bm), full(h), full(h))
+
+
+def _sampled_min_margins(model, x, labels, i, j, am, bm, h, mode, n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    worst = torch.full((x.shape[0], 1), math.inf, dtype=torch.float64)
+    for _ in range(n):
+        a, b = (
+            torch.tensor([am, bm], dtype=torch.float64)
+            + (2 * torch.rand(2, generator=g, dtype=torch.float64) - 1) * h
+        ).tolist()
+        with torch.no_grad():
+            z = model(shift_bilinear(x, i + a, j + b, mode))
+        others = z.scatter(1, labels[:, None], -math.inf).amax(1, keepdim=True)
+        worst = torch.minimum(worst, z.gather(1, labels[:, None]) - others)
+    return worst.squeeze(1)
+
+
+@pytest.mark.parametrize("name", ["every_layer", "cmod", "registry_small_cnn"])
+@pytest.mark.parametrize("mode", ["zero", "circular"])
+def test_piece_bounds_are_sound_on_every_layer(name, mode):
+    model = zoo()[name].double()
+    x = F.interpolate(
+        torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64),
+        size=12,
+        mode="bilinear",
+        align_corners=False,
+    )
+    labels = torch.tensor([0, 2, 4])
+    bm = BoundModel(model, (12, 12))
+    for i, j, am, bmid, h in [(0, 0, 0.5, 0.5, 0.5), (-1, 0, 0.3, 0.7, 0.05), (1, -2, 0.9, 0.1, 0.01)]:
+        lower = bm.margin_lower(_piece(x, i, j, am, bmid, h, mode), labels).amin(1)
+        sampled = _sampled_min_margins(model, x, labels, i, j, am, bmid, h, mode, n=150)
+        assert (lower <= sampled + 1e-9).all(), (name, lower, sampled)
+
+
+def test_bounds_are_never_looser_than_interval_arithmetic_and_tighten_on_small_pieces():
+    model, x, labels = make_problem(n=8, size=12)
+    bm = BoundModel(model, (12, 12))
+    previous = None
+    for h in (0.5, 0.1, 0.02):
+        piece = _piece(x, 0, -1, 0.5, 0.5, h, "zero")
+        ours = bm.margin_lower(piece, labels)
+        lo, hi = _ibp_sequential(model, piece.low, piece.high)
+        ibp = lo.gather(1, labels[:, None]) - hi
+        mask = torch.ones_like(ibp, dtype=torch.bool).scatter(1, labels[:, None], False)
+        assert (ours[mask] >= ibp[mask] - 1e-9).all()
+        worst = ours.amin(1)
+        if previous is not None:
+            assert (worst >= previous - 1e-9).all()  # smaller pieces: tighter bounds
+        previous = worst
+    assert (ours[mask] > ibp[mask] + 1e-6).any()  # and strictly tighter somewhere
+
+
+def _trained_problem():
+    """A small network trained on smooth images (a few hundred steps), not a random one."""
+    gen = torch.Generator().manual_seed(0)
+    coarse = torch.rand(64, 3, 3, 3, generator=gen)
+    x = F.interpolate(coarse, size=12, mode="bilinear", align_corners=False)
+    y = (coarse[:, 0].mean((1, 2)) > coarse[:, 1].mean((1, 2))).long() + 2 * (coarse[:, 2, 1, 1] > 0.5).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, 4),
+    )
+    opt = torch.optim.Adam(model.parameters(), 0.01)
+    for _ in range(300):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x, y
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_certified_images_survive_dense_random_sampling(trained):
+    if trained:
+        model, x, y = _trained_problem()
+    else:
+        model, x, y = make_problem(n=24, size=12, dtype=torch.float32)
+        model = model.float()
+    out = certify_bound(model, x, y, BoundConfig(radius=1, mode="zero", max_pieces=300, batch_size=64))
+    certified = out["certified"].nonzero().squeeze(1)
+    assert certified.numel() >= 3
+    assert bool((out["certified"] <= out["robust"]).all())
+    m64 = model.double()
+    g = torch.Generator().manual_seed(1)
+    shifts = 2 * torch.rand(2000, 2, generator=g, dtype=torch.float64) - 1
+    shifts[:8] = torch.tensor([[-1, -1], [-1, 1], [1, -1], [1, 1], [0, 0], [0.5, -1], [-1, 0.25], [1, 0]])
+    for k in certified.tolist():
+        img = x[k : k + 1].double().expand(200, -1, -1, -1)
+        for s in range(0, shifts.shape[0], 200):
+            part = shifts[s : s + 200]
+            with torch.no_grad():
+                pred = m64(shift_bilinear(img, part[:, 0], part[:, 1], "zero")).argmax(1)
+            assert bool((pred == y[k]).all()), f"image {k} is certified but a sampled shift fools it"
+    model.float()
+
+
+def test_branch_and_bound_finds_counterexamples_the_attack_misses():
+    model, x, y = make_problem(n=24, size=12, dtype=torch.float32)
+    out = certify_bound(
+        model.float(),
+        x.float(),
+        y,
+        BoundConfig(radius=1, mode="zero", attack_step=1.0, max_pieces=400, batch_size=64),
+    )
+    found = (out["status"] == 4).nonzero().squeeze(1)
+    assert found.numel() >= 1  # a failure between the integer shifts the coarse attack tried
+    for k in found.tolist():
+        dx, dy = out["worst_params"][k, :2].tolist()
+        assert not (float(dx).is_integer() and float(dy).is_integer())
+        with torch.no_grad():
+            z = model.float()(shift_bilinear(x[k : k + 1].float(), dx, dy, "zero"))
+        assert int(z.argmax()) != int(y[k])
+
+
+def test_aps_is_refused_with_a_clear_message():
+    with pytest.raises(UnsupportedLayer, match="polyphase"):
+        BoundModel(create_model("cifar_convnet_aps", num_classes=10, width=4).eval(), (32, 32))
+
+
+def test_cli_bound_certificate_and_verify(tmp_path, capsys):
+    model, x, y = make_problem(n=24, size=12, dtype=torch.float32)
+    torch.save(model.float().state_dict(), tmp_path / "w.pt")
+    np.savez(
+        tmp_path / "d.npz", x=(x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8), y=y.numpy()
+    )
+    tests = Path(__file__).resolve().parent
+    (tmp_path / "m.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tests)!r})\nimport torch\n"
+        "from _models import position_sensitive_cnn\n"
+        "def factory():\n    return position_sensitive_cnn(12, 4, 2, torch.float32)\n"
+    )
+    out = tmp_path / "cert"
+    argv = [
+        "certify",
+        "--method",
+        "bound",
+        "--model",
+        f"{tmp_path / 'm.py'}:factory",
+        "--weights",
+        str(tmp_path / "w.pt"),
+        "--data",
+        str(tmp_path / "d.npz"),
+        "--shifts",
+        "box:1",
+        "--mode",
+        "zero",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    doc = json.loads((out / "certificate.json").read_text())
+    assert 0 < doc["certified_accuracy"] <= doc["worst_case_accuracy"] <= doc["clean_accuracy"]
+    assert [r["radius"] for r in doc["certified_accuracy_vs_radius"]] == [0, 1]
+    rec = next(r for r in doc["images"] if r["certified"])
+    assert rec["status"] == "certified" and rec["margin_lower_bound"] > 0 and rec["certified_radius"] == 1
+    assert main(["verify", str(out), "--quiet"]) == 0
+    pristine = (out / "certificate.json").read_text()
+    edited = json.loads(pristine)
+    k = next(
+        i
+        for i, r in enumerate(edited["images"])
+        if r["status"] == "unknown" or (not r["certified"] and r["clean_pred"] == r["label"])
+    )
+    edited["images"][k]["certified"] = edited["images"][k]["robust"] = True
+    edited["images"][k]["status"] = "certified"
+    edited["certified_accuracy"] = sum(r["certified"] for r in edited["images"]) / len(edited["images"])
+    (out / "certificate.json").write_text(json.dumps(seal(edited)))
+    assert main(["verify", str(out), "--quiet"]) == 1
+    assert "recomputed" in capsys.readouterr().err
+    # bad threat specs
+    for shifts, mode, message in [
+        ("grid:1", "zero", "box:R"),
+        ("box:1.5", "zero", "box:R"),
+        ("box:1", "reflect", "zero or circular"),
+    ]:
+        bad = argv.copy()
+        bad[bad.index("box:1")] = shifts
+        bad[bad.index("zero")] = mode
+        bad[bad.index(str(out))] = str(tmp_path / "bad")
+        assert main(bad) == 2
+        assert message in capsys.readouterr().err
