@@ -55,13 +55,21 @@ def benchmark_summary(doc: dict) -> str:
                      + (f"   (mCE needs {', '.join(doc['mce_missing'])})" if doc["mce_missing"] else ""))
     else:
         lines.append(f"  difficulty {doc['difficulty']}")
+        missing = f"   (needs {', '.join(doc['mfr_missing'])})" if doc["mfr_missing"] else ""
+        if norm["name"] == "none":  # no normaliser: FR = FP and T5D = uT5D, shown once, unscaled
+            lines.append(f"  {'perturbation':<16} {'FP':>8} {'uT5D':>8}")
+            for name, r in doc["perturbations"].items():
+                mark = " (held out)" if r["held_out"] else ""
+                lines.append(f"  {name:<16} {_num(r['fp'])} {_num(r['ut5d'], False)}{mark}")
+            lines.append(f"  mFR (mean FP) {_num(doc['mfr'])}   mT5D (mean uT5D) {_num(doc['mt5d'], False)}"
+                         + missing)
+            return "\n".join(lines)
         lines.append(f"  {'perturbation':<16} {'FP':>8} {'FR':>8} {'uT5D':>8} {'T5D':>8}")
         for name, r in doc["perturbations"].items():
             mark = " (held out)" if r["held_out"] else ""
             lines.append(f"  {name:<16} {_num(r['fp'])} {_num(r['fr'])} {_num(r['ut5d'], False)} "
                          f"{_num(r['t5d'])}{mark}")
-        lines.append(f"  mFR {_num(doc['mfr'])}   mT5D {_num(doc['mt5d'])}"
-                     + (f"   (needs {', '.join(doc['mfr_missing'])})" if doc["mfr_missing"] else ""))
+        lines.append(f"  mFR {_num(doc['mfr'])}   mT5D {_num(doc['mt5d'])}" + missing)
     return "\n".join(lines)
 
 

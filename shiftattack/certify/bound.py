@@ -259,7 +259,9 @@ def certify_bound(
             done = (open_count[todo] == 0).all(dim=1) & (status[todo] == -1)
             status[todo[done]] = 0
             bar.n = int((status[todo] != -1).sum())
-            bar.refresh()
+            bar.set_postfix(
+                pieces=int(n_pieces.sum()), open=len(queue), certified=int((status[todo] == 0).sum())
+            )
         bar.close()
         status[status == -1] = 0  # every piece verified
     certified = status == 0

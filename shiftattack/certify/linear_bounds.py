@@ -175,7 +175,8 @@ def relu_relaxation(low: Tensor, high: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     active, dead = low >= 0, high <= 0
     unstable = ~(active | dead)
-    s = torch.where(unstable, high / (high - low).clamp_min(1e-300), active.to(low.dtype))
+    width = torch.where(unstable, high - low, torch.ones_like(low))
+    s = torch.where(unstable, high / width, active.to(low.dtype))
     t = torch.where(unstable, -s * low, torch.zeros_like(low))
     alpha = (active | (unstable & (high >= -low))).to(low.dtype)
     return alpha, s, t

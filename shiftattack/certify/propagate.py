@@ -404,8 +404,19 @@ class BoundModel:
 
     def margin_lower(self, x: Bounds, labels: Tensor) -> Tensor:
         """Lower bounds on ``logit_y - logit_j`` for every class j over the box (+inf at j = y): (B, K)."""
-        with torch.no_grad():
-            vals = self.forward_bounds(x)
+        # Sub-normal float64 values (below 2e-308) arise in the relaxations of neurons whose bounds
+        # nearly touch and make x86 arithmetic about 50x slower; flushing them to zero moves no bound
+        # by more than 1e-307.
+        flushed = torch.set_flush_denormal(True)
+        try:
+            with torch.no_grad():
+                return self._margin_lower(x, labels)
+        finally:
+            if flushed:
+                torch.set_flush_denormal(False)
+
+    def _margin_lower(self, x: Bounds, labels: Tensor) -> Tensor:
+        vals = self.forward_bounds(x)
         out = vals[self.output]
         b, k = out.low.shape
         spec = F.one_hot(labels, k).to(out.low)[:, None, :] - torch.eye(

@@ -173,7 +173,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any]:
         unit = store.get(key)
         if unit is None:
             chunk = certify_chunk(
-                cfg, model, images[lo:hi], data.labels[lo:hi], data.indices[lo:hi], threat, device
+                cfg, model, images[lo:hi], data.labels[lo:hi], data.indices[lo:hi], threat, device, progress
             )
             unit = {"records": chunk}
             store.put(key, unit)
