@@ -429,8 +429,24 @@ class BoundModel:
         ec, er = (out.e_lo + out.e_hi) / 2, (out.e_hi - out.e_lo) / 2
         err = torch.einsum("bkd,bd->bk", spec, ec) - torch.einsum("bkd,bd->bk", spec.abs(), er)
         fwd = lb.concretize(form, out.box_lo, out.box_hi, lower=True) + err
-        back = self._backward(vals, spec)
-        lower = torch.maximum(torch.maximum(ibp, fwd), back)
+        lower = torch.maximum(ibp, fwd)
+        # the backward pass costs about K backward passes: run it only for the pieces the forward
+        # bounds leave undecided
+        own = torch.arange(k, device=labels.device)[None] == labels[:, None]
+        open_ = (lower <= 0) & ~own
+        todo = open_.any(dim=1).nonzero().squeeze(1)
+        if todo.numel():
+            # only the classes still undecided, padded to the same count per piece
+            counts = open_[todo].sum(dim=1)
+            width = int(counts.max())
+            cls = torch.argsort((~open_[todo]).to(torch.int8), dim=1, stable=True)[:, :width]  # (T, width)
+            rows = spec[todo].gather(1, cls[..., None].expand(-1, -1, k))
+            rows = rows * (torch.arange(width, device=rows.device)[None] < counts[:, None])[..., None]
+            sub = [_take(v, todo) for v in vals]
+            back = self._backward(sub, rows)  # (T, width)
+            current = lower[todo]
+            improved = torch.maximum(current.gather(1, cls), back)
+            lower[todo] = current.scatter(1, cls, improved)
         return lower.scatter(1, labels[:, None], float("inf"))
 
     def _backward(self, vals: list[Bounds], spec: Tensor) -> Tensor:
@@ -443,25 +459,27 @@ class BoundModel:
             L = lam.pop(idx)
             op = self.ops[idx]
             ins = [vals[a] for a in op.args]
-            pos, neg = L.clamp_min(0), L.clamp_max(0)
             if op.kind == "affine":
                 grads, offset = _vjp(op.fn, [v.low for v in ins], L)  # type: ignore[arg-type]
-                const = const + (L * offset.unsqueeze(1)).flatten(2).sum(2)
+                const = const + torch.einsum("bk...,b...->bk", L, offset)
                 for a, g in zip(op.args, grads, strict=True):
                     lam[a] = lam[a] + g if a in lam else g
                 continue
             x = ins[0]
+            negative = L < 0
             if op.kind == "relu":
                 alpha, s, t = lb.relu_relaxation(x.low, x.high)
-                g = pos * alpha.unsqueeze(1) + neg * s.unsqueeze(1)
-                const = const + (neg * t.unsqueeze(1)).flatten(2).sum(2)
+                # lower line (slope alpha) where the coefficient is positive, upper (s z + t) where negative
+                g = L * torch.where(negative, s.unsqueeze(1), alpha.unsqueeze(1))
+                const = const + torch.einsum("bk...,b...->bk", L.clamp_max(0), t)
             elif op.kind == "maxpool":
                 index, dominated, _, u_max = lb.max_pool_selection(
                     x.low, x.high, op.meta["kernel"], op.meta["stride"], op.meta["padding"]
                 )
-                dom = dominated.unsqueeze(1).to(L.dtype)
-                routed = pos + neg * dom
-                const = const + (neg * (1 - dom) * u_max.unsqueeze(1)).flatten(2).sum(2)
+                # route to the chosen element, except negative coefficients of windows it does not dominate
+                cut = negative & ~dominated.unsqueeze(1)
+                routed = L.masked_fill(cut, 0)
+                const = const + torch.einsum("bk...,b...->bk", (L - routed), u_max)
                 bq, kq, c = routed.shape[:3]
                 g = torch.zeros(bq, kq, c, x.low.shape[-2] * x.low.shape[-1], dtype=L.dtype, device=L.device)
                 g.scatter_add_(3, index.flatten(2).unsqueeze(1).expand(bq, kq, c, -1), routed.flatten(3))
@@ -472,7 +490,11 @@ class BoundModel:
                     x.low[:, :gch], x.high[:, :gch], x.low[:, gch:], x.high[:, gch:], CMOD_EPS
                 )
                 g = torch.cat([L * ar.unsqueeze(1), L * ai.unsqueeze(1)], dim=2)
-                const = const + (pos * cl.unsqueeze(1) + neg * cu.unsqueeze(1)).flatten(2).sum(2)
+                const = (
+                    const
+                    + torch.einsum("bk...,b...->bk", L.clamp_min(0), cl)
+                    + torch.einsum("bk...,b...->bk", L.clamp_max(0), cu)
+                )
             a = op.args[0]
             lam[a] = lam[a] + g if a in lam else g
         L = lam.get(0)
@@ -482,8 +504,21 @@ class BoundModel:
         # the input is its form plus an error interval: sum_s L[s] * x[s] is affine in the parameters
         form = torch.einsum("bk...,bq...->bqk", L, x.form)
         ec, er = (x.e_lo + x.e_hi) / 2, (x.e_hi - x.e_lo) / 2
-        err = (L * ec.unsqueeze(1)).flatten(2).sum(2) - (L.abs() * er.unsqueeze(1)).flatten(2).sum(2)
+        err = torch.einsum("bk...,b...->bk", L, ec) - torch.einsum("bk...,b...->bk", L.abs(), er)
         return lb.concretize(form, x.box_lo, x.box_hi, lower=True) + err + const
+
+
+def _take(x: Bounds, index: Tensor) -> Bounds:
+    """The bounds of the batch elements ``index``."""
+    return Bounds(
+        x.form[index],
+        x.e_lo[index],
+        x.e_hi[index],
+        x.low[index],
+        x.high[index],
+        x.box_lo[index],
+        x.box_hi[index],
+    )
 
 
 def _vjp(fn: Callable[..., Tensor], examples: list[Tensor], L: Tensor) -> tuple[list[Tensor], Tensor]:
