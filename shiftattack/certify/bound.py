@@ -93,7 +93,8 @@ def cell_bounds(
         ha, hb: its half-widths, (B,).
 
     Returns:
-        :class:`Bounds` with exact forms over (ta, tb, ta tb) in [-1, 1]^3 and the exact
+        :class:`Bounds` with exact forms over (ta, tb, ta tb) (``product``: the third parameter is
+        the product of the first two, so concretising takes the four corners) and the exact
         per-pixel interval (a bilinear function is extreme at the piece's corners).
     """
     s00, s10, s01, s11 = corners
@@ -111,7 +112,7 @@ def cell_bounds(
     stacked = torch.stack(pts)
     b = s00.shape[0]
     box_hi = torch.ones(b, 3, dtype=s00.dtype, device=s00.device)
-    return exact(form, stacked.amin(0), stacked.amax(0), -box_hi, box_hi)
+    return exact(form, stacked.amin(0), stacked.amax(0), -box_hi, box_hi, product=True)
 
 
 class _Pieces:

@@ -67,6 +67,7 @@ class Bounds:
     high: Tensor
     box_lo: Tensor
     box_hi: Tensor
+    product: bool = False
 
     @property
     def shape(self) -> torch.Size:
@@ -75,31 +76,44 @@ class Bounds:
     def form_range(self) -> tuple[Tensor, Tensor]:
         """Minimum and maximum of F over the box, (B, *S) each."""
         return (
-            concretize(self.form, self.box_lo, self.box_hi, lower=True),
-            concretize(self.form, self.box_lo, self.box_hi, lower=False),
+            concretize(self.form, self.box_lo, self.box_hi, lower=True, product=self.product),
+            concretize(self.form, self.box_lo, self.box_hi, lower=False, product=self.product),
         )
 
     def with_(self, form: Tensor, e_lo: Tensor, e_hi: Tensor, low: Tensor, high: Tensor) -> Bounds:
         """New bounds with the interval intersected with the symbolic part's range."""
-        fmin = concretize(form, self.box_lo, self.box_hi, lower=True)
-        fmax = concretize(form, self.box_lo, self.box_hi, lower=False)
+        fmin = concretize(form, self.box_lo, self.box_hi, lower=True, product=self.product)
+        fmax = concretize(form, self.box_lo, self.box_hi, lower=False, product=self.product)
         lo = torch.maximum(low, fmin + e_lo)
         hi = torch.maximum(torch.minimum(high, fmax + e_hi), lo)  # the max only absorbs rounding
-        return Bounds(form, e_lo, e_hi, lo, hi, self.box_lo, self.box_hi)
+        return Bounds(form, e_lo, e_hi, lo, hi, self.box_lo, self.box_hi, self.product)
 
 
-def exact(form: Tensor, low: Tensor, high: Tensor, box_lo: Tensor, box_hi: Tensor) -> Bounds:
-    """Bounds of a tensor that *is* the affine form (no error), with a known interval."""
+def exact(
+    form: Tensor, low: Tensor, high: Tensor, box_lo: Tensor, box_hi: Tensor, product: bool = False
+) -> Bounds:
+    """Bounds of a tensor that *is* the affine form (no error), with a known interval.
+
+    ``product``: the third parameter is the product of the first two (see :func:`concretize`).
+    """
     zero = torch.zeros_like(low)
-    return Bounds(form, zero, zero.clone(), low, high, box_lo, box_hi)
+    return Bounds(form, zero, zero.clone(), low, high, box_lo, box_hi, product)
 
 
 def _expand(box: Tensor, ndim: int) -> Tensor:
     return box.reshape(*box.shape, *([1] * (ndim - 2)))
 
 
-def concretize(form: Tensor, box_lo: Tensor, box_hi: Tensor, lower: bool) -> Tensor:
-    """Minimum (``lower``) or maximum of the affine ``form`` (B, P+1, *S) over the box: (B, *S)."""
+def concretize(form: Tensor, box_lo: Tensor, box_hi: Tensor, lower: bool, product: bool = False) -> Tensor:
+    """Minimum (``lower``) or maximum of the affine ``form`` (B, P+1, *S) over the box: (B, *S).
+
+    With ``product`` (P = 3, the third parameter being the product of the first two) only
+    the points with p3 = p1 p2 are possible; there the form is bilinear in (p1, p2), so its
+    extremes are at the four corners (p1, p2) in {lo, hi}^2, which is exact and tighter.
+    """
+    if product:
+        values = _corner_values(form, box_lo, box_hi, product=True)
+        return values.amin(dim=0) if lower else values.amax(dim=0)
     coef = form[:, 1:]
     lo, hi = _expand(box_lo, coef.dim()), _expand(box_hi, coef.dim())
     take_lo = (coef > 0) if lower else (coef < 0)
@@ -231,10 +245,18 @@ def gather_flat(t: Tensor, index: Tensor) -> Tensor:
     return t.flatten(-2).gather(-1, idx).reshape(*t.shape[:-2], *index.shape[-2:])
 
 
-def _corner_values(form: Tensor, box_lo: Tensor, box_hi: Tensor) -> Tensor:
-    """The form's values at the 2^P corners of the box: (2^P, B, *S)."""
+def _corner_values(form: Tensor, box_lo: Tensor, box_hi: Tensor, product: bool = False) -> Tensor:
+    """The form's values at the corners of the box: (2^P, B, *S); with ``product`` (P = 3, p3 = p1 p2)
+    at the four feasible corners only: (4, B, *S)."""
     p = box_lo.shape[1]
+    view = (-1,) + (1,) * (form.dim() - 2)
     out = []
+    if product:
+        for a in (box_lo[:, 0], box_hi[:, 0]):
+            for b in (box_lo[:, 1], box_hi[:, 1]):
+                a_, b_ = a.reshape(view), b.reshape(view)
+                out.append(form[:, 0] + form[:, 1] * a_ + form[:, 2] * b_ + form[:, 3] * (a_ * b_))
+        return torch.stack(out)
     for k in range(2**p):
         pick = torch.tensor([(k >> i) & 1 for i in range(p)], dtype=torch.bool, device=box_lo.device)
         corner = torch.where(pick, box_hi, box_lo)  # (B, P)
@@ -253,10 +275,10 @@ def max_pool(x: Bounds, kernel: int, stride: int, padding: int) -> Bounds:
     index, dominated, best_l, u_max = max_pool_selection(x.low, x.high, kernel, stride, padding)
     form = gather_flat(x.form, index)
     e_lo, e_hi = gather_flat(x.e_lo, index), gather_flat(x.e_hi, index)
-    corners = _corner_values(x.form, x.box_lo, x.box_hi)  # (2^P, B, C, H, W)
+    corners = _corner_values(x.form, x.box_lo, x.box_hi, x.product)  # (corners, B, C, H, W)
     flat = corners.flatten(0, 1)
     window_max = F.max_pool2d(flat, kernel, stride, padding).reshape(corners.shape[0], *index.shape)
-    own = _corner_values(form, x.box_lo, x.box_hi)
+    own = _corner_values(form, x.box_lo, x.box_hi, x.product)
     gap = (window_max - own).amax(dim=0).clamp_min(0)
     e_window = F.max_pool2d(x.e_hi, kernel, stride, padding)
     e_hi = torch.where(dominated, e_hi, gap + e_window)
@@ -313,4 +335,5 @@ def cat(parts: list[Bounds], dim: int) -> Bounds:
         torch.cat([p.high for p in parts], dim),
         first.box_lo,
         first.box_hi,
+        first.product,
     )

@@ -428,7 +428,7 @@ class BoundModel:
         form = torch.einsum("bkd,bqd->bqk", spec, out.form)
         ec, er = (out.e_lo + out.e_hi) / 2, (out.e_hi - out.e_lo) / 2
         err = torch.einsum("bkd,bd->bk", spec, ec) - torch.einsum("bkd,bd->bk", spec.abs(), er)
-        fwd = lb.concretize(form, out.box_lo, out.box_hi, lower=True) + err
+        fwd = lb.concretize(form, out.box_lo, out.box_hi, lower=True, product=out.product) + err
         lower = torch.maximum(ibp, fwd)
         # the backward pass costs about K backward passes: run it only for the pieces the forward
         # bounds leave undecided
@@ -505,7 +505,7 @@ class BoundModel:
         form = torch.einsum("bk...,bq...->bqk", L, x.form)
         ec, er = (x.e_lo + x.e_hi) / 2, (x.e_hi - x.e_lo) / 2
         err = torch.einsum("bk...,b...->bk", L, ec) - torch.einsum("bk...,b...->bk", L.abs(), er)
-        return lb.concretize(form, x.box_lo, x.box_hi, lower=True) + err + const
+        return lb.concretize(form, x.box_lo, x.box_hi, lower=True, product=x.product) + err + const
 
 
 def _take(x: Bounds, index: Tensor) -> Bounds:
@@ -518,6 +518,7 @@ def _take(x: Bounds, index: Tensor) -> Bounds:
         x.high[index],
         x.box_lo[index],
         x.box_hi[index],
+        x.product,
     )
 
 
