@@ -17,7 +17,7 @@ from .errors import SpecError
 from .shifts import INTEGER_MODES
 from .threats import ThreatModel, parse_shifts
 
-__all__ = ["ATTACKS", "attack", "make_attack", "make_canvas"]
+__all__ = ["ATTACKS", "attack", "make_attack", "make_canvas", "load_images_and_model"]
 
 #: Attack names accepted by :func:`make_attack` (``auto``: grid for finite sets, random for random:).
 ATTACKS = ("auto", "grid", "random", "gradient", "foolbox")
@@ -40,6 +40,42 @@ def make_canvas(images: Tensor, pad: int, mode: str = "zero", fill: float = 0.0)
     if mode == "zero":
         return F.pad(images, (pad,) * 4, mode="constant", value=fill)
     return F.pad(images, (pad,) * 4, mode=mode)
+
+
+def load_images_and_model(
+    data: str,
+    model: str,
+    *,
+    weights: str | None = None,
+    mean=None,
+    std=None,
+    limit: int | None = None,
+    resize: int | None = None,
+    mode: str = "zero",
+    canvas_pad: int = 0,
+    canvas_pad_mode: str = "zero",
+    fill: float = 0.0,
+    progress: bool = False,
+):
+    """Load a ``--data`` spec and a ``--model`` spec as the attack and certify commands take them.
+
+    Returns ``(dataset, model, images)``: the :class:`~shiftattack.data.LabeledImages`, the model
+    (eval mode, CPU) and float images (N, 3, H, W) in [0, 1], padded into canvases in crop mode.
+    """
+    from .data import load_dataset
+    from .errors import ShiftAttackError
+    from .models import load_model
+
+    dataset = load_dataset(data, limit=limit, progress=progress, resize=resize)
+    if len(dataset) == 0:
+        raise ShiftAttackError(f"{data} holds no images")
+    net = load_model(model, weights, mean, std)
+    images = dataset.float_images()
+    if mode == "crop":
+        images = make_canvas(images, canvas_pad, canvas_pad_mode, fill)
+    elif canvas_pad:
+        raise SpecError("--canvas-pad applies to --mode crop only")
+    return dataset, net, images
 
 
 def make_attack(

@@ -163,23 +163,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_attack(args: argparse.Namespace) -> int:
     import torch
 
-    from .api import attack, make_canvas
-    from .data import load_dataset
-    from .models import load_model
+    from .api import attack, load_images_and_model
     from .results import check_output_dir, open_output_dir, write_csv, write_json
     from .summary import attack_summary
 
     out = check_output_dir(args.out, args.overwrite)
     show = not args.quiet
-    data = load_dataset(args.data, limit=args.limit, progress=show, resize=args.resize)
-    if len(data) == 0:
-        raise ShiftAttackError(f"{args.data} holds no images")
-    model = load_model(args.model, args.weights, args.mean, args.std)
-    images = data.float_images()
-    if args.mode == "crop":
-        images = make_canvas(images, args.canvas_pad, args.canvas_pad_mode, args.fill)
-    elif args.canvas_pad:
-        raise ShiftAttackError("--canvas-pad applies to --mode crop only")
+    data, model, images = load_images_and_model(
+        args.data, args.model, weights=args.weights, mean=args.mean, std=args.std, limit=args.limit,
+        resize=args.resize, mode=args.mode, canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode,
+        fill=args.fill, progress=show)
     result = attack(
         model, images, data.labels, shifts=args.shifts, mode=args.mode, interpolation=args.interp,
         fill=args.fill, crop_size=args.crop_size, method=args.attack, batch_size=args.batch_size,

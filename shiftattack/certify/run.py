@@ -18,11 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..api import make_canvas
-from ..data import load_dataset
+from ..api import load_images_and_model
 from ..engine import resolve_device
 from ..errors import ShiftAttackError, SpecError
-from ..models import load_model
 from ..models.loading import file_sha256
 from ..results import check_output_dir, open_output_dir, write_csv, write_json
 from ..units import UnitStore
@@ -84,15 +82,11 @@ def load_inputs(cfg: CertifyConfig, progress: bool = False) -> Inputs:
 
     ``images`` are (N, 3, H, W) floats in [0, 1] (the canvases in crop mode).
     """
-    data = load_dataset(cfg.data, limit=cfg.limit, progress=progress, resize=cfg.resize)
-    if len(data) == 0:
-        raise ShiftAttackError(f"{cfg.data} holds no images")
-    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std)
-    images = data.float_images()
-    if cfg.mode == "crop":
-        images = make_canvas(images, cfg.canvas_pad, cfg.canvas_pad_mode, cfg.fill)
-    elif cfg.canvas_pad:
-        raise SpecError("--canvas-pad applies to --mode crop only")
+    data, model, images = load_images_and_model(
+        cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
+        resize=cfg.resize, mode=cfg.mode, canvas_pad=cfg.canvas_pad, canvas_pad_mode=cfg.canvas_pad_mode,
+        fill=cfg.fill, progress=progress,
+    )
     threat = build_threat(cfg, tuple(images.shape[-2:]))
     fingerprints = {
         "weights_sha256": file_sha256(cfg.weights) if cfg.weights else None,
