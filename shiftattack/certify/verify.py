@@ -94,20 +94,9 @@ def verify_certificate(
     if sample is not None and sample < len(records):
         g = torch.Generator().manual_seed(seed)
         chosen = sorted(torch.randperm(len(records), generator=g)[:sample].tolist())
-    if doc["method"]["name"] == "bound":
-        _verify_bound(
-            doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
-        )
-    elif doc["method"]["name"] == "smooth":
-        _verify_smooth(
-            doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
-        )
-    elif doc["method"]["name"] == "exact":
-        _verify_exact(
-            doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress
-        )
-    else:
-        raise CertificateError(f"verification of {doc['method']['name']} certificates is not available yet")
+    # check_document has already restricted the method to exact, bound or smooth
+    check = {"exact": _verify_exact, "bound": _verify_bound, "smooth": _verify_smooth}[doc["method"]["name"]]
+    check(doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress)
     return {
         "n_checked": len(chosen),
         "n_images": len(records),
