@@ -217,154 +217,159 @@ def certify_bound(
         runner, images, labels, progress=progress
     )
     correct = found.clean_pred == found.labels
-    status = torch.where(correct, torch.where(found.robust, -1, 1), 3)
-    worst = found.worst_params.clone()
-    worst_margin = found.worst_margin.clone()
-    n_eval = found.n_evaluated.clone()
-    n_pieces = torch.zeros(n, dtype=torch.long)
-    lower_bound = torch.full((n,), math.inf, dtype=torch.float64)
     ci, cj, ring = _cells(cfg.radius)
-    n_cells = ci.numel()
-    # cells not yet verified, per image (images the attack fooled never enter: all stay open)
-    open_count = torch.ones(n, n_cells, dtype=torch.long)
+    state = _State(found, correct, ci.numel())
+    status = state.status
     todo = (status == -1).nonzero().squeeze(1)
     if todo.numel():
+        n_cells = ci.numel()
         img = todo.repeat_interleave(n_cells)
         cell = torch.arange(n_cells).repeat(todo.numel())
         queue = _Pieces(img, ci[cell], cj[cell], cell)
-        bounder = BoundModel(runner.model, tuple(images.shape[-2:])).to(runner.device)
-        exact = ThreatModel(parse_shifts(f"grid:{cfg.radius + 1}"), mode=cfg.mode, fill=cfg.fill)
+        search = _BranchAndBound(runner, images, labels, cfg, state)
         bar = tqdm(total=todo.numel(), disable=not progress, unit="img", desc="bound", leave=False)
-        images64 = images.to(runner.device, torch.float64)
         while len(queue):
             batch = queue.take(cfg.batch_size, status == -1)
             if not batch["img"].numel():
                 break
-            _bound_step(
-                batch,
-                queue,
-                images64,
-                labels,
-                bounder,
-                exact,
-                runner,
-                cfg,
-                status,
-                worst,
-                worst_margin,
-                n_eval,
-                n_pieces,
-                lower_bound,
-                open_count,
-            )
-            done = (open_count[todo] == 0).all(dim=1) & (status[todo] == -1)
+            search.step(batch, queue)
+            done = (state.open_count[todo] == 0).all(dim=1) & (status[todo] == -1)
             status[todo[done]] = 0
             bar.n = int((status[todo] != -1).sum())
             bar.set_postfix(
-                pieces=int(n_pieces.sum()), open=len(queue), certified=int((status[todo] == 0).sum())
+                pieces=int(state.n_pieces.sum()), open=len(queue), certified=int((status[todo] == 0).sum())
             )
         bar.close()
         status[status == -1] = 0  # every piece verified
     certified = status == 0
-    verified_cell = (open_count == 0) & (status != 3)[:, None]
+    verified_cell = (state.open_count == 0) & (status != 3)[:, None]
     radius = torch.full((n,), -1, dtype=torch.long)
     for r in range(cfg.radius + 1):
         inside = ring <= r
         ok = verified_cell[:, inside].all(dim=1) & correct if r else correct.clone()
         radius = torch.where(ok, r, radius)
+    lower_bound = state.lower_bound
     lower_bound[~certified] = math.nan
     return {
         "clean_pred": found.clean_pred,
         "robust": (status == 0) | (status == 2),
         "certified": certified,
         "status": status,
-        "worst_params": worst,
-        "worst_margin": worst_margin,
-        "n_evaluated": n_eval,
-        "n_pieces": n_pieces,
+        "worst_params": state.worst,
+        "worst_margin": state.worst_margin,
+        "n_evaluated": state.n_eval,
+        "n_pieces": state.n_pieces,
         "margin_lower_bound": lower_bound,
         "certified_radius": radius,
         "attack_accuracy_vs_radius": found.accuracy_vs_radius(),
     }
 
 
-def _bound_step(
-    batch,
-    queue,
-    images64,
-    labels,
-    bounder,
-    exact,
-    runner,
-    cfg,
-    status,
-    worst,
-    worst_margin,
-    n_eval,
-    n_pieces,
-    lower_bound,
-    open_count,
-) -> None:
-    """Bound one batch of pieces; verified pieces close, others are tried at their centre or split."""
-    dev = images64.device
-    img = batch["img"]
-    i, j = batch["ci"], batch["cj"]
-    corners = tuple(
-        exact.apply_to(
-            images64, img.to(dev), torch.stack([i + di, j + dj, torch.zeros_like(i)], 1).double().to(dev)
+class _State:
+    """Per-image state of the search (CPU tensors of length n).
+
+    ``status``: -1 pending, then as :func:`certify_bound` returns it; ``worst`` and
+    ``worst_margin`` the reported shift and its margin (the attack's, or a counterexample's);
+    ``open_count`` (n, cells) the pieces of each cell not yet verified (images that never
+    enter the search keep every cell open).
+    """
+
+    def __init__(self, found, correct: Tensor, n_cells: int) -> None:
+        n = correct.numel()
+        self.status = torch.where(correct, torch.where(found.robust, -1, 1), 3)
+        self.worst = found.worst_params.clone()
+        self.worst_margin = found.worst_margin.clone()
+        self.n_eval = found.n_evaluated.clone()
+        self.n_pieces = torch.zeros(n, dtype=torch.long)
+        self.lower_bound = torch.full((n,), math.inf, dtype=torch.float64)
+        self.open_count = torch.ones(n, n_cells, dtype=torch.long)
+
+
+class _BranchAndBound:
+    """Bounds batches of pieces; verified pieces close, the others are tried at their centre or split."""
+
+    def __init__(self, runner: ModelRunner, images: Tensor, labels: Tensor, cfg: BoundConfig, state: _State):
+        self.runner, self.labels, self.cfg, self.state = runner, labels, cfg, state
+        self.images64 = images.to(runner.device, torch.float64)
+        self.bounder = BoundModel(runner.model, tuple(images.shape[-2:])).to(runner.device)
+        self.corner_threat = ThreatModel(parse_shifts(f"grid:{cfg.radius + 1}"), mode=cfg.mode, fill=cfg.fill)
+        self.point_threat = ThreatModel(
+            parse_shifts(f"random:{cfg.radius}:1"), mode=cfg.mode, interpolation="bilinear", fill=cfg.fill
         )
-        for di, dj in ((0, 0), (1, 0), (0, 1), (1, 1))
-    )
-    x = cell_bounds(corners, batch["am"], batch["bm"], batch["ha"], batch["hb"])
-    with torch.no_grad():
-        lower = bounder.margin_lower(x, labels[img.to(labels.device)].to(dev)).amin(dim=1).cpu()
-    n_pieces.index_add_(0, img, torch.ones_like(img))
-    ok = lower > 0
-    open_count.index_put_((img[ok], batch["cell"][ok]), torch.full_like(img[ok], -1), accumulate=True)
-    lower_bound.scatter_reduce_(0, img[ok], lower[ok], reduce="amin")
-    rest = {name: col[~ok] for name, col in batch.items()}
-    if not rest["img"].numel():
-        return
-    # try each unverified piece's centre as a counterexample (a concrete, bilinear shift)
-    params = torch.stack([rest["ci"] + rest["am"], rest["cj"] + rest["bm"], torch.zeros_like(rest["am"])], 1)
-    threat = ThreatModel(
-        parse_shifts(f"random:{cfg.radius}:1"), mode=cfg.mode, interpolation="bilinear", fill=cfg.fill
-    )
-    x = threat.apply(images64[rest["img"].to(dev)].to(runner.dtype), params.to(dev))
-    logits = runner(x)
-    lab = labels[rest["img"].to(labels.device)].to(runner.device)
-    m = margins(logits, lab).double().cpu()
-    n_eval.index_add_(0, rest["img"], torch.ones_like(rest["img"]))
-    bad = m < 0
-    if bool(bad.any()):
-        # confirm by a separate forward pass, then record one counterexample per image
-        idx = bad.nonzero().squeeze(1)
-        confirm = (
-            margins(
-                runner(
-                    threat.apply(images64[rest["img"][idx].to(dev)].to(runner.dtype), params[idx].to(dev))
-                ),
-                lab[idx.to(lab.device)],
+
+    def step(self, batch: dict[str, Tensor], queue: _Pieces) -> None:
+        rest = self._bound(batch)
+        if rest["img"].numel():
+            self._try_centres(rest)
+            self._split(rest, queue)
+
+    def _bound(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Bound the pieces; close the verified ones; return the others."""
+        st, dev = self.state, self.images64.device
+        img, i, j = batch["img"], batch["ci"], batch["cj"]
+        corners = tuple(
+            self.corner_threat.apply_to(
+                self.images64,
+                img.to(dev),
+                torch.stack([i + di, j + dj, torch.zeros_like(i)], 1).double().to(dev),
             )
-            .double()
-            .cpu()
+            for di, dj in ((0, 0), (1, 0), (0, 1), (1, 1))
         )
-        for k, mk in zip(idx.tolist(), confirm.tolist(), strict=True):
+        x = cell_bounds(corners, batch["am"], batch["bm"], batch["ha"], batch["hb"])
+        with torch.no_grad():
+            lower = (
+                self.bounder.margin_lower(x, self.labels[img.to(self.labels.device)].to(dev))
+                .amin(dim=1)
+                .cpu()
+            )
+        st.n_pieces.index_add_(0, img, torch.ones_like(img))
+        ok = lower > 0
+        st.open_count.index_put_((img[ok], batch["cell"][ok]), torch.full_like(img[ok], -1), accumulate=True)
+        st.lower_bound.scatter_reduce_(0, img[ok], lower[ok], reduce="amin")
+        return {name: col[~ok] for name, col in batch.items()}
+
+    def _try_centres(self, rest: dict[str, Tensor]) -> None:
+        """Evaluate each piece's centre (a concrete bilinear shift); a confirmed failure ends its image."""
+        st, runner, dev = self.state, self.runner, self.images64.device
+        params = torch.stack(
+            [rest["ci"] + rest["am"], rest["cj"] + rest["bm"], torch.zeros_like(rest["am"])], 1
+        )
+
+        def margin_at(rows: Tensor) -> Tensor:
+            x = self.point_threat.apply(
+                self.images64[rest["img"][rows].to(dev)].to(runner.dtype), params[rows].to(dev)
+            )
+            lab = self.labels[rest["img"][rows].to(self.labels.device)].to(runner.device)
+            return margins(runner(x), lab).double().cpu()
+
+        everything = torch.arange(rest["img"].numel())
+        m = margin_at(everything)
+        st.n_eval.index_add_(0, rest["img"], torch.ones_like(rest["img"]))
+        bad = (m < 0).nonzero().squeeze(1)
+        if not bad.numel():
+            return
+        confirm = margin_at(bad)  # a separate forward pass confirms each failure
+        for k, mk in zip(bad.tolist(), confirm.tolist(), strict=True):
             im = int(rest["img"][k])
-            if mk < 0 and status[im] == -1:
-                status[im] = 4
-                worst[im] = params[k]
-                worst_margin[im] = mk
-    # split what is left, within the budgets
-    keep = status[rest["img"]] == -1
-    rest = {name: col[keep] for name, col in rest.items()}
-    if not rest["img"].numel():
-        return
-    too_small = 2 * torch.maximum(rest["ha"], rest["hb"]) <= cfg.min_width
-    over = n_pieces[rest["img"]] + 2 > cfg.max_pieces
-    stop = too_small | over
-    status[rest["img"][stop]] = 2
-    rest = {name: col[~stop] for name, col in rest.items()}
-    if rest["img"].numel():
-        open_count.index_put_((rest["img"], rest["cell"]), torch.ones_like(rest["img"]), accumulate=True)
-        queue.push(_split(rest))
+            if mk < 0 and st.status[im] == -1:
+                st.status[im] = 4
+                st.worst[im] = params[k]
+                st.worst_margin[im] = mk
+
+    def _split(self, rest: dict[str, Tensor], queue: _Pieces) -> None:
+        """Split the pieces of pending images, within the piece budget and the smallest width."""
+        st, cfg = self.state, self.cfg
+        keep = st.status[rest["img"]] == -1
+        rest = {name: col[keep] for name, col in rest.items()}
+        if not rest["img"].numel():
+            return
+        too_small = 2 * torch.maximum(rest["ha"], rest["hb"]) <= cfg.min_width
+        over = st.n_pieces[rest["img"]] + 2 > cfg.max_pieces
+        stop = too_small | over
+        st.status[rest["img"][stop]] = 2
+        rest = {name: col[~stop] for name, col in rest.items()}
+        if rest["img"].numel():
+            st.open_count.index_put_(
+                (rest["img"], rest["cell"]), torch.ones_like(rest["img"]), accumulate=True
+            )
+            queue.push(_split(rest))
