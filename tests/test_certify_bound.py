@@ -294,3 +294,26 @@ def test_cli_bound_certificate_and_verify(tmp_path, capsys):
         bad[bad.index(str(out))] = str(tmp_path / "bad")
         assert main(bad) == 2
         assert message in capsys.readouterr().err
+    # bad settings are refused before anything is written
+    bad = argv.copy()
+    bad[bad.index(str(out))] = str(tmp_path / "bad-batch")
+    assert main([*bad, "--bound-batch", "0"]) == 2
+    assert "--bound-batch" in capsys.readouterr().err
+    assert not (tmp_path / "bad-batch").exists()
+
+
+def test_bad_settings_are_refused_and_an_exhausted_search_certifies_nothing(tmp_path, capsys):
+    model, x, y = make_problem(n=6, size=12, dtype=torch.float32)
+    for bad, flag in [
+        ({"batch_size": 0}, "--bound-batch"),
+        ({"max_pieces": 0}, "--max-pieces"),
+        ({"min_width": -1.0}, "--min-width"),
+        ({"attack_step": 0.0}, "--attack-step"),
+    ]:
+        with pytest.raises(Exception, match=flag):
+            certify_bound(model.float(), x.float(), y, BoundConfig(radius=1, **bad))
+    # a budget too small to verify any cell: nothing is certified, survivors are unknown
+    out = certify_bound(model.float(), x.float(), y, BoundConfig(radius=1, max_pieces=1, batch_size=4))
+    assert not bool(out["certified"].any())
+    survivors = out["status"] != 1
+    assert bool((out["status"][survivors & (out["status"] != 3)] == 2).all())

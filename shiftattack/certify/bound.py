@@ -66,6 +66,21 @@ class BoundConfig:
     min_width: float = 1 / 64
     batch_size: int = 32
 
+    def check(self) -> None:
+        """Raise SpecError on a setting that cannot work (each names the command-line flag)."""
+        _positive(self.radius, "the box radius R")
+        _positive(self.max_pieces, "--max-pieces")
+        _positive(self.batch_size, "--bound-batch")
+        _positive(float(self.min_width), "--min-width", float)
+        _positive(float(self.attack_step), "--attack-step", float)
+
+
+def _positive(value, what: str, kind=int) -> None:
+    if not (isinstance(value, kind) and value > 0 and math.isfinite(value)):
+        raise SpecError(
+            f"{what} must be a positive {'whole number' if kind is int else 'number'}, got {value!r}"
+        )
+
 
 def parse_box(spec: str) -> int:
     """``box:R`` -> R (a whole number of pixels >= 1)."""
@@ -197,6 +212,7 @@ def certify_bound(
         ``margin_lower_bound`` (NaN unless certified), ``certified_radius`` (-1 = none),
         and ``attack_accuracy_vs_radius``.
     """
+    cfg.check()
     if cfg.mode not in BOUND_MODES:
         raise SpecError(
             f"the bound method defines sub-pixel shifts in zero or circular mode, got {cfg.mode!r}"
@@ -240,7 +256,10 @@ def certify_bound(
                 pieces=int(state.n_pieces.sum()), open=len(queue), certified=int((status[todo] == 0).sum())
             )
         bar.close()
-        status[status == -1] = 0  # every piece verified
+        # certified only where every cell was verified; anything else still pending is unknown
+        pending = status == -1
+        status[pending & (state.open_count == 0).all(dim=1)] = 0
+        status[status == -1] = 2
     certified = status == 0
     verified_cell = (state.open_count == 0) & (status != 3)[:, None]
     radius = torch.full((n,), -1, dtype=torch.long)

@@ -81,6 +81,7 @@ def build_threat(cfg, image_size: tuple[int, int]):
                 "band-limited circular shifts; use --mode circular"
             )
         kind, r, l2 = parse_radius(cfg.shifts)
+        smooth_config(cfg).check()  # before any output is written
         return SmoothThreat(cfg.shifts.strip(), kind, r, l2)
     if cfg.method == "bound":
         r = parse_box(cfg.shifts)
@@ -90,7 +91,9 @@ def build_threat(cfg, image_size: tuple[int, int]):
             )
         if r + 1 >= min(image_size):
             raise SpecError(f"box:{r} is too large for {image_size[0]}x{image_size[1]} images")
-        return BoxThreat(cfg.shifts.strip(), r, cfg.mode, cfg.fill)
+        threat = BoxThreat(cfg.shifts.strip(), r, cfg.mode, cfg.fill)
+        bound_config(cfg, threat).check()  # before any output is written
+        return threat
     shifts = parse_shifts(cfg.shifts)
     if shifts.kind == "random":
         raise SpecError(
