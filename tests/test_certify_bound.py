@@ -317,3 +317,47 @@ def test_bad_settings_are_refused_and_an_exhausted_search_certifies_nothing(tmp_
     assert not bool(out["certified"].any())
     survivors = out["status"] != 1
     assert bool((out["status"][survivors & (out["status"] != 3)] == 2).all())
+
+
+def _run_lowered(bm: BoundModel, x: torch.Tensor) -> torch.Tensor:
+    """Evaluate the lowered operations on a plain tensor (what the bounds describe)."""
+    outs = [x]
+    for op in bm.ops[1:]:
+        ins = [outs[a] for a in op.args]
+        if op.kind == "affine":
+            outs.append(op.fn(*ins))
+        elif op.kind == "relu":
+            outs.append(ins[0].clamp_min(0))
+        elif op.kind == "maxpool":
+            outs.append(F.max_pool2d(ins[0], op.meta["kernel"], op.meta["stride"], op.meta["padding"]))
+        else:
+            g = ins[0].shape[1] // 2
+            outs.append(torch.sqrt(ins[0][:, :g] ** 2 + ins[0][:, g:] ** 2 + 1e-12))
+    return outs[bm.output]
+
+
+@pytest.mark.parametrize("kind", ["registry_hook", "wrapped_registry", "every_layer", "cmod"])
+def test_the_lowered_model_is_the_model(kind):
+    """The bounds describe the lowered operations; they must compute exactly what the model does,
+    including the input normalisation a registered model applies in a forward pre-hook."""
+    torch.manual_seed(0)
+    models = {
+        "registry_hook": create_model("cifar_convnet", num_classes=5, width=4).eval(),
+        "wrapped_registry": Normalize(
+            create_model("cifar_convnet", num_classes=5, width=4), (0.3,) * 3, (0.5,) * 3
+        ),
+        **{k: v for k, v in zoo().items() if k in ("every_layer", "cmod")},
+    }
+    model = models[kind].eval()
+    size = 16 if kind.endswith(("hook", "registry")) else 12
+    bm = BoundModel(model, (size, size))
+    x = torch.rand(2, 3, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(_run_lowered(bm, x), bm.model(x), atol=1e-10)
+
+
+def test_other_forward_hooks_are_refused():
+    model, _, _ = make_problem(n=2, size=12)
+    model[0].register_forward_hook(lambda m, i, o: o * 2)
+    with pytest.raises(UnsupportedLayer, match="hooks"):
+        BoundModel(model, (12, 12))

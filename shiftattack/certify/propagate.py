@@ -239,7 +239,17 @@ class _Builder:
         return self.positive(joined, lambda t: t.index_select(1, perm), f"{name}.perm")
 
     def model(self, model: nn.Module, arg: int, name: str = "model") -> int:
-        """Trace ``model`` and lower every node; returns the id of its output."""
+        """Trace ``model`` and lower every node; returns the id of its output.
+
+        A module normalising its input in our forward pre-hook (registered models, see
+        :func:`~shiftattack.models.normalize.add_input_normalization`) gets that affine map first:
+        tracing calls ``forward`` directly and would skip the hook.
+        """
+        mean, std = getattr(model, "input_mean", None), getattr(model, "input_std", None)
+        if mean is not None and std is not None:
+            arg = self.channel_affine(
+                arg, 1.0 / std.flatten(), -mean.flatten() / std.flatten(), f"{name}.normalize"
+            )
         try:
             graph = _Tracer().trace(model)
         except Exception as exc:  # fx raises many types on data-dependent control flow
@@ -357,6 +367,19 @@ class _Builder:
         return self.emit(Op("affine", [arg], lambda t: t * c, lambda xs: lb.mul_const(xs[0], c), name=where))
 
 
+def _check_hooks(model: nn.Module) -> None:
+    """Refuse forward hooks other than our input normalisation: tracing would silently skip them."""
+    from ..models.normalize import _normalize_input
+
+    for name, m in model.named_modules():
+        pre = [h for h in m._forward_pre_hooks.values() if h is not _normalize_input]
+        if pre or m._forward_hooks:
+            raise UnsupportedLayer(
+                f"module {name or type(m).__name__} has forward hooks, which the bound method "
+                "cannot see; remove them (input normalisation: use --mean/--std)"
+            )
+
+
 class BoundModel:
     """A model prepared for bound propagation: a float64 eval copy, lowered to :class:`Op` s.
 
@@ -373,14 +396,8 @@ class BoundModel:
             p.requires_grad_(False)
         builder = _Builder()
         builder._size = image_size
-        arg = _Ref(0)
-        mean = getattr(self.model, "input_mean", None)
-        std = getattr(self.model, "input_std", None)
-        if mean is not None and std is not None:  # registered models normalise in a forward pre-hook
-            arg = builder.channel_affine(
-                arg, 1.0 / std.flatten(), -mean.flatten() / std.flatten(), "normalize"
-            )
-        self.output = builder.module(self.model, arg, "model")
+        _check_hooks(self.model)
+        self.output = builder.module(self.model, _Ref(0), "model")
         self.ops = builder.ops
 
     def to(self, device: torch.device | str) -> BoundModel:
