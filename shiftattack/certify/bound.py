@@ -36,7 +36,7 @@ from ..attacks import GridAttack
 from ..engine import ModelRunner, margins
 from ..errors import SpecError
 from ..threats import ThreatModel, parse_shifts
-from .linear_bounds import Bounds, exact
+from .linear_bounds import Bounds, concretize, exact
 from .propagate import BoundModel
 
 __all__ = ["BoundConfig", "parse_box", "certify_bound", "cell_bounds", "BOUND_MODES"]
@@ -119,15 +119,10 @@ def cell_bounds(
     da, db = s10 - s00, s01 - s00
     centre = s00 + am * da + bm * db + am * bm * d3
     form = torch.stack([centre, ha * (da + bm * d3), hb * (db + am * d3), ha * hb * d3], dim=1)
-    pts = [
-        centre + sa * form[:, 1] + sb * form[:, 2] + sa * sb * form[:, 3]
-        for sa in (-1.0, 1.0)
-        for sb in (-1.0, 1.0)
-    ]
-    stacked = torch.stack(pts)
-    b = s00.shape[0]
-    box_hi = torch.ones(b, 3, dtype=s00.dtype, device=s00.device)
-    return exact(form, stacked.amin(0), stacked.amax(0), -box_hi, box_hi, product=True)
+    box_hi = torch.ones(s00.shape[0], 3, dtype=s00.dtype, device=s00.device)
+    low = concretize(form, -box_hi, box_hi, lower=True, product=True)
+    high = concretize(form, -box_hi, box_hi, lower=False, product=True)
+    return exact(form, low, high, -box_hi, box_hi, product=True)
 
 
 class _Pieces:
