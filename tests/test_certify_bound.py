@@ -324,7 +324,9 @@ def _run_lowered(bm: BoundModel, x: torch.Tensor) -> torch.Tensor:
     outs = [x]
     for op in bm.ops[1:]:
         ins = [outs[a] for a in op.args]
-        if op.kind == "affine":
+        if op.kind == "dead":
+            outs.append(None)
+        elif op.kind == "affine":
             outs.append(op.fn(*ins))
         elif op.kind == "relu":
             outs.append(ins[0].clamp_min(0))
@@ -361,3 +363,61 @@ def test_other_forward_hooks_are_refused():
     model[0].register_forward_hook(lambda m, i, o: o * 2)
     with pytest.raises(UnsupportedLayer, match="hooks"):
         BoundModel(model, (12, 12))
+
+
+def test_split_children_tile_their_piece():
+    """k x k children of a piece cover it exactly, without overlap, for several k at once."""
+    from shiftattack.certify.bound import _split
+
+    g = torch.Generator().manual_seed(0)
+    n = 5
+    p = {
+        "img": torch.arange(n),
+        "am": torch.rand(n, generator=g, dtype=torch.float64),
+        "bm": torch.rand(n, generator=g, dtype=torch.float64),
+        "ha": torch.rand(n, generator=g, dtype=torch.float64) / 4 + 0.01,
+        "hb": torch.rand(n, generator=g, dtype=torch.float64) / 4 + 0.01,
+    }
+    k = torch.tensor([2, 3, 5, 2, 16])
+    out = _split(p, k)
+    assert out["img"].tolist() == torch.arange(n).repeat_interleave(k * k).tolist()
+    for i in range(n):
+        mine = out["img"] == i
+        area = (4 * out["ha"][mine] * out["hb"][mine]).sum()
+        assert math.isclose(float(area), float(4 * p["ha"][i] * p["hb"][i]), rel_tol=1e-12)
+        for c, h in (("am", "ha"), ("bm", "hb")):
+            edges = torch.cat([out[c][mine] - out[h][mine], out[c][mine] + out[h][mine]])
+            assert math.isclose(float(edges.min()), float(p[c][i] - p[h][i]), abs_tol=1e-12)
+            assert math.isclose(float(edges.max()), float(p[c][i] + p[h][i]), abs_tol=1e-12)
+            assert len(set(torch.round(out[c][mine], decimals=9).tolist())) == int(k[i])
+
+
+def test_bilinear_extremes_are_the_corner_extremes():
+    from shiftattack.certify.linear_bounds import _corner_values, concretize
+
+    g = torch.Generator().manual_seed(1)
+    form = torch.randn(6, 4, 3, 5, generator=g, dtype=torch.float64)
+    lo = torch.rand(6, 3, generator=g, dtype=torch.float64) - 1
+    hi = lo + torch.rand(6, 3, generator=g, dtype=torch.float64)
+    corners = _corner_values(form, lo, hi, product=True)
+    torch.testing.assert_close(concretize(form, lo, hi, lower=True, product=True), corners.amin(0))
+    torch.testing.assert_close(concretize(form, lo, hi, lower=False, product=True), corners.amax(0))
+
+
+def test_max_pool_upper_line_lies_above_the_window_max():
+    """The chord used for negative coefficients of undominated max-pool windows, against sampling."""
+    from shiftattack.certify.linear_bounds import max_pool_selection, max_pool_upper_line
+
+    g = torch.Generator().manual_seed(2)
+    low = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64)
+    high = low + 2 * torch.rand(2, 3, 6, 6, generator=g, dtype=torch.float64)
+    index, dominated, best_l, _, others, own = max_pool_selection(low, high, 2, 2, 0)
+    assert bool((~dominated).any())
+    s, t = max_pool_upper_line(best_l, others, own)
+    assert bool(((s >= 0) & (s <= 1)).all())
+    for _ in range(300):
+        z = low + (high - low) * torch.rand(low.shape, generator=g, dtype=torch.float64)
+        zmax = F.max_pool2d(z, 2, 2)
+        zj = z.flatten(2).gather(2, index.flatten(2)).reshape(index.shape)
+        assert bool((zmax[~dominated] <= (s * zj + t)[~dominated] + 1e-12).all())
+        assert bool((zmax[dominated] == zj[dominated]).all())

@@ -14,8 +14,8 @@ in (ta, tb, ta tb), the product being bounded as a third parameter in [-1, 1]
 into lower bounds on every logit margin; a piece is verified when all are
 positive. Otherwise the model is evaluated at the piece's centre (a concrete
 shift: a counterexample there ends the image's search, after a separate forward
-pass confirms it) and the piece is split in two along its longer side, until every
-piece is verified, a counterexample is found, or the image's piece budget or the
+pass confirms it) and the piece is cut into k x k children (k from the gap between the
+bound and the centre's margin), until every piece is verified, a counterexample is found, or the image's piece budget or the
 smallest piece width is reached ("unknown": not certified).
 
 Before any bound, a dense grid attack (step ``attack_step`` px, bilinear) removes
@@ -157,17 +157,33 @@ class _Pieces:
         self.cols = {name: torch.cat([self.cols[name], batch[name]]) for name in self.cols}
 
 
-def _split(p: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Halve each piece along its longer side: returns the 2n children."""
-    along_a = p["ha"] >= p["hb"]
-    out = {name: torch.cat([col, col]) for name, col in p.items()}
-    sign = torch.cat([-torch.ones_like(p["ha"]), torch.ones_like(p["ha"])])
-    a2 = torch.cat([along_a, along_a])
-    out["ha"] = torch.where(a2, out["ha"] / 2, out["ha"])
-    out["hb"] = torch.where(a2, out["hb"], out["hb"] / 2)
-    out["am"] = torch.where(a2, out["am"] + sign * out["ha"], out["am"])
-    out["bm"] = torch.where(a2, out["bm"], out["bm"] + sign * out["hb"])
+def _split(p: dict[str, Tensor], k: Tensor) -> dict[str, Tensor]:
+    """Cut each piece into k x k equal children (k (n,) whole, >= 2): returns them, piece by piece."""
+    counts = k * k
+    out = {name: col.repeat_interleave(counts) for name, col in p.items()}
+    first = torch.cumsum(counts, 0) - counts
+    local = torch.arange(int(counts.sum())) - first.repeat_interleave(counts)
+    kk = k.repeat_interleave(counts).to(out["ha"])
+    ia, ib = (local % k.repeat_interleave(counts)).to(kk), (local // k.repeat_interleave(counts)).to(kk)
+    ha, hb = out["ha"] / kk, out["hb"] / kk
+    out["am"] = out["am"] - out["ha"] + (2 * ia + 1) * ha
+    out["bm"] = out["bm"] - out["hb"] + (2 * ib + 1) * hb
+    out["ha"], out["hb"] = ha, hb
     return out
+
+
+def _children_per_side(lower: Tensor, centre: Tensor, half: Tensor, min_width: float) -> Tensor:
+    """How finely to cut a piece whose margin bound is ``lower`` (< 0) and centre margin ``centre``.
+
+    The bound's gap ``centre - lower`` shrinks at least as fast as the square of the piece's
+    width (measured: about its 2.5th power), so k = ceil(sqrt(gap / centre)) children per side
+    should close it in one step; at least 2, at most 16, and no child below ``min_width / 2``.
+    """
+    gap = (centre - lower).clamp_min(0)
+    ratio = gap / centre.clamp_min(1e-12)
+    k = torch.ceil(torch.sqrt(ratio)).clamp(2, 16)
+    finest = torch.floor(4 * half / min_width).clamp_min(2)
+    return torch.minimum(k, finest).to(torch.long)
 
 
 def _cells(radius: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -340,7 +356,7 @@ class _BranchAndBound:
         ok = lower > 0
         st.open_count.index_put_((img[ok], batch["cell"][ok]), torch.full_like(img[ok], -1), accumulate=True)
         st.lower_bound.scatter_reduce_(0, img[ok], lower[ok], reduce="amin")
-        return {name: col[~ok] for name, col in batch.items()}
+        return {**{name: col[~ok] for name, col in batch.items()}, "lower": lower[~ok]}
 
     def _try_centres(self, rest: dict[str, Tensor]) -> None:
         """Evaluate each piece's centre (a concrete bilinear shift); a confirmed failure ends its image."""
@@ -358,6 +374,7 @@ class _BranchAndBound:
 
         everything = torch.arange(rest["img"].numel())
         m = margin_at(everything)
+        rest["centre"] = m
         st.n_eval.index_add_(0, rest["img"], torch.ones_like(rest["img"]))
         bad = (m < 0).nonzero().squeeze(1)
         if not bad.numel():
@@ -371,19 +388,24 @@ class _BranchAndBound:
                 st.worst_margin[im] = mk
 
     def _split(self, rest: dict[str, Tensor], queue: _Pieces) -> None:
-        """Split the pieces of pending images, within the piece budget and the smallest width."""
+        """Cut the pieces of pending images, within the piece budget and the smallest width.
+
+        The finer the bound needs the pieces, the more children at once (see
+        :func:`_children_per_side`): the coarse pieces between would only be bounded to fail.
+        """
         st, cfg = self.state, self.cfg
         keep = st.status[rest["img"]] == -1
         rest = {name: col[keep] for name, col in rest.items()}
         if not rest["img"].numel():
             return
-        too_small = 2 * torch.maximum(rest["ha"], rest["hb"]) <= cfg.min_width
-        over = st.n_pieces[rest["img"]] + 2 > cfg.max_pieces
+        half = torch.maximum(rest["ha"], rest["hb"])
+        k = _children_per_side(rest.pop("lower"), rest.pop("centre"), half, cfg.min_width)
+        too_small = 2 * half <= cfg.min_width
+        over = st.n_pieces[rest["img"]] + k * k > cfg.max_pieces
         stop = too_small | over
         st.status[rest["img"][stop]] = 2
         rest = {name: col[~stop] for name, col in rest.items()}
+        k = k[~stop]
         if rest["img"].numel():
-            st.open_count.index_put_(
-                (rest["img"], rest["cell"]), torch.ones_like(rest["img"]), accumulate=True
-            )
-            queue.push(_split(rest))
+            st.open_count.index_put_((rest["img"], rest["cell"]), k * k - 1, accumulate=True)
+            queue.push(_split(rest, k))

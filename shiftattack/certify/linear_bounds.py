@@ -32,6 +32,7 @@ from torch import Tensor
 __all__ = [
     "Bounds",
     "concretize",
+    "form_range",
     "positive_linear",
     "signed_linear",
     "channel_affine",
@@ -39,6 +40,7 @@ __all__ = [
     "relu_relaxation",
     "max_pool",
     "max_pool_selection",
+    "max_pool_upper_line",
     "gather_flat",
     "modulus",
     "modulus_planes",
@@ -75,15 +77,11 @@ class Bounds:
 
     def form_range(self) -> tuple[Tensor, Tensor]:
         """Minimum and maximum of F over the box, (B, *S) each."""
-        return (
-            concretize(self.form, self.box_lo, self.box_hi, lower=True, product=self.product),
-            concretize(self.form, self.box_lo, self.box_hi, lower=False, product=self.product),
-        )
+        return form_range(self.form, self.box_lo, self.box_hi, self.product)
 
     def with_(self, form: Tensor, e_lo: Tensor, e_hi: Tensor, low: Tensor, high: Tensor) -> Bounds:
         """New bounds with the interval intersected with the symbolic part's range."""
-        fmin = concretize(form, self.box_lo, self.box_hi, lower=True, product=self.product)
-        fmax = concretize(form, self.box_lo, self.box_hi, lower=False, product=self.product)
+        fmin, fmax = form_range(form, self.box_lo, self.box_hi, self.product)
         lo = torch.maximum(low, fmin + e_lo)
         hi = torch.maximum(torch.minimum(high, fmax + e_hi), lo)  # the max only absorbs rounding
         return Bounds(form, e_lo, e_hi, lo, hi, self.box_lo, self.box_hi, self.product)
@@ -112,12 +110,38 @@ def concretize(form: Tensor, box_lo: Tensor, box_hi: Tensor, lower: bool, produc
     extremes are at the four corners (p1, p2) in {lo, hi}^2, which is exact and tighter.
     """
     if product:
-        values = _corner_values(form, box_lo, box_hi, product=True)
-        return values.amin(dim=0) if lower else values.amax(dim=0)
+        return _bilinear_extreme(form, box_lo, box_hi, lower)
     coef = form[:, 1:]
     lo, hi = _expand(box_lo, coef.dim()), _expand(box_hi, coef.dim())
     take_lo = (coef > 0) if lower else (coef < 0)
     return form[:, 0] + torch.where(take_lo, coef * lo, coef * hi).sum(dim=1)
+
+
+def form_range(form: Tensor, box_lo: Tensor, box_hi: Tensor, product: bool = False) -> tuple[Tensor, Tensor]:
+    """``(min, max)`` of the affine ``form`` (B, P+1, *S) over the box, (B, *S) each (see :func:`concretize`)."""
+    return (
+        concretize(form, box_lo, box_hi, lower=True, product=product),
+        concretize(form, box_lo, box_hi, lower=False, product=product),
+    )
+
+
+def _bilinear_extreme(form: Tensor, box_lo: Tensor, box_hi: Tensor, lower: bool) -> Tensor:
+    """Min (``lower``) or max of ``c + f1 a + f2 b + f3 a b`` over a in [a0, a1], b in [b0, b1].
+
+    Bilinear, so extreme at a corner: for each end of a, the form is ``c + f1 a + g b`` with
+    ``g = f2 + f3 a``, whose extreme over b is at b0 or b1. Equals the minimum over the
+    four corners, with fewer passes over the (large) form.
+    """
+    c, f1, f2, f3 = form.unbind(dim=1)
+    v = (-1,) + (1,) * (c.dim() - 1)
+    a0, a1 = box_lo[:, 0].reshape(v), box_hi[:, 0].reshape(v)
+    b0, b1 = box_lo[:, 1].reshape(v), box_hi[:, 1].reshape(v)
+    pick = torch.minimum if lower else torch.maximum
+    best = []
+    for a in (a0, a1):
+        g = f2 + f3 * a
+        best.append(f1 * a + pick(g * b0, g * b1))
+    return c + pick(best[0], best[1])
 
 
 def _on_form(fn: Callable[[Tensor], Tensor], form: Tensor) -> Tensor:
@@ -207,10 +231,11 @@ def relu(x: Bounds) -> Bounds:
 def max_pool_selection(low: Tensor, high: Tensor, kernel: int, stride: int, padding: int):
     """For ``max`` over square windows of (N, C, H, W): the element with the largest lower bound.
 
-    Returns ``(index, dominated, best_low, high_max)``, each (N, C, Ho, Wo): ``index`` the flat
-    position (in H*W) of that element; ``dominated`` where its lower bound is at least every
-    *other element of the same window*'s upper bound (then the max is that element); the
-    window's largest lower and upper bounds. Windows may overlap (stride < kernel).
+    Returns ``(index, dominated, best_low, high_max, others_high, own_high)``, each (N, C, Ho, Wo):
+    ``index`` the flat position (in H*W) of that element; ``dominated`` where its lower bound is
+    at least every *other element of the same window*'s upper bound (then the max is that
+    element); the window's largest lower and upper bounds; the largest upper bound of the
+    other elements; the chosen element's own upper bound. Windows may overlap (stride < kernel).
     """
     n, c, h, w = low.shape
 
@@ -223,6 +248,7 @@ def max_pool_selection(low: Tensor, high: Tensor, kernel: int, stride: int, padd
     lw, hw = windows(low), windows(high)
     best_low, loc = lw.max(dim=2)  # (N, C, L)
     high_max = hw.max(dim=2).values
+    own_high = hw.gather(2, loc.unsqueeze(2)).squeeze(2)
     others = hw.scatter(2, loc.unsqueeze(2), float("-inf")).max(dim=2).values
     ho, wo = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
     oy = (torch.arange(ho, device=low.device) * stride - padding).repeat_interleave(wo)
@@ -234,7 +260,26 @@ def max_pool_selection(low: Tensor, high: Tensor, kernel: int, stride: int, padd
         (best_low >= others).reshape(shape),
         best_low.reshape(shape),
         high_max.reshape(shape),
+        others.reshape(shape),
+        own_high.reshape(shape),
     )
+
+
+def max_pool_upper_line(
+    best_low: Tensor, others_high: Tensor, own_high: Tensor
+) -> tuple[Tensor, Tensor]:
+    """An upper line ``max_i z_i <= s z_j + t`` in the chosen element z_j of a window it does not dominate.
+
+    Every other element is at most ``U = others_high``, so ``max_i z_i <= max(z_j, U)``, a
+    convex function of ``z_j`` in [l_j, u_j]; the chord through its values at the two ends,
+    ``(l_j, U)`` and ``(u_j, max(u_j, U))``, lies above it: slope ``s = (u_j - U)^+ / (u_j - l_j)``
+    in [0, 1), ``t = U - s l_j``. It is never above the constant ``max(u_j, U)``.
+    Returns ``(s, t)`` shaped like the inputs (only meaningful where ``l_j < U``).
+    """
+    width = (own_high - best_low).clamp_min(torch.finfo(best_low.dtype).tiny)
+    s = ((own_high - others_high).clamp_min(0) / width).clamp(0, 1)
+    s = torch.where(others_high > best_low, s, torch.zeros_like(s))
+    return s, others_high - s * best_low
 
 
 def gather_flat(t: Tensor, index: Tensor) -> Tensor:
@@ -272,7 +317,7 @@ def max_pool(x: Bounds, kernel: int, stride: int, padding: int) -> Bounds:
     with j's slopes that plane is ``F_j + max_corners(max_i F_i - F_j)``, and the
     errors add ``max_i e_hi_i``. Where j dominates its window the max is z_j exactly.
     """
-    index, dominated, best_l, u_max = max_pool_selection(x.low, x.high, kernel, stride, padding)
+    index, dominated, best_l, u_max, _, _ = max_pool_selection(x.low, x.high, kernel, stride, padding)
     form = gather_flat(x.form, index)
     e_lo, e_hi = gather_flat(x.e_lo, index), gather_flat(x.e_hi, index)
     corners = _corner_values(x.form, x.box_lo, x.box_hi, x.product)  # (corners, B, C, H, W)

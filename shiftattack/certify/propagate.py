@@ -60,7 +60,8 @@ class Op:
     """One operation of the lowered model.
 
     Attributes:
-        kind: ``input``, ``affine``, ``relu``, ``maxpool`` or ``modulus``.
+        kind: ``input``, ``affine``, ``relu``, ``maxpool``, ``modulus`` or ``dead`` (merged into a
+            later operation, skipped).
         args: ids of the operations whose outputs it takes.
         fn: affine only: the map itself on plain tensors (bias included).
         forward: affine only: the rule on :class:`Bounds` (a list, one per argument).
@@ -115,8 +116,9 @@ class _Builder:
             v = (1, -1) + (1,) * (t.dim() - 2)
             return t * scale.reshape(v) + shift.reshape(v)
 
+        meta = {"scale": scale, "shift": shift}
         return self.emit(
-            Op("affine", [arg], fn, lambda xs: lb.channel_affine(xs[0], scale, shift), name=name)
+            Op("affine", [arg], fn, lambda xs: lb.channel_affine(xs[0], scale, shift), meta=meta, name=name)
         )
 
     def conv(
@@ -126,15 +128,11 @@ class _Builder:
         bias: Tensor | None,
         run: Callable[[Tensor, Tensor], Tensor],
         name: str,
+        geometry: tuple | None = None,
     ) -> int:
-        b4 = None if bias is None else bias.reshape(-1, 1, 1)
-        parts = (lambda t: run(t, weight), lambda t: run(t, weight.abs()))
-
-        def fn(t: Tensor) -> Tensor:
-            out = run(t, weight)
-            return out if b4 is None else out + b4
-
-        return self.emit(Op("affine", [arg], fn, lambda xs: lb.signed_linear(xs[0], *parts, b4), name=name))
+        """A convolution ``run(t, weight) + bias``; ``geometry`` (stride, padding, dilation, groups)
+        when it zero-pads by fixed amounts, which gives the backward pass a direct transpose."""
+        return self.emit(_conv_op(arg, weight, bias, run, name, geometry))
 
     def linear(self, arg: int, m: nn.Linear, name: str) -> int:
         w, b = m.weight, m.bias
@@ -162,7 +160,14 @@ class _Builder:
                 arg = self.module(child, arg, f"{name}.{child_name}")
             return arg
         if isinstance(m, nn.Conv2d):
-            return self.conv(arg, m.weight, m.bias, lambda t, w: m._conv_forward(t, w, None), name)
+            geometry = (
+                (m.stride, m.padding, m.dilation, m.groups)
+                if m.padding_mode == "zeros" and isinstance(m.padding, tuple)
+                else None
+            )
+            return self.conv(
+                arg, m.weight, m.bias, lambda t, w: m._conv_forward(t, w, None), name, geometry
+            )
         if isinstance(m, nn.Linear):
             return self.linear(arg, m, name)
         if isinstance(m, ModulusBatchNorm2d):
@@ -213,7 +218,14 @@ class _Builder:
         g = arg
         if any(pad):
             g = self.positive(g, lambda t: F.pad(t, pad), f"{name}.pad")
-        g = self.conv(g, weight, None, lambda t, wt: F.conv2d(t, wt, None, stride), f"{name}.gabor")
+        g = self.conv(
+            g,
+            weight,
+            None,
+            lambda t, wt: F.conv2d(t, wt, None, stride),
+            f"{name}.gabor",
+            ((stride, stride), (0, 0), (1, 1), 1),
+        )
         g = self.positive(g, lambda t: t[..., :out_h, :out_w], f"{name}.crop")
         g = self.emit(Op("modulus", [g], name=f"{name}.modulus"))
         if m.batch_norm:
@@ -367,6 +379,63 @@ class _Builder:
         return self.emit(Op("affine", [arg], lambda t: t * c, lambda xs: lb.mul_const(xs[0], c), name=where))
 
 
+def _conv_op(
+    arg: int,
+    weight: Tensor,
+    bias: Tensor | None,
+    run: Callable[[Tensor, Tensor], Tensor],
+    name: str,
+    geometry: tuple | None,
+) -> Op:
+    b4 = None if bias is None else bias.reshape(-1, 1, 1)
+    parts = (lambda t: run(t, weight), lambda t: run(t, weight.abs()))
+
+    def fn(t: Tensor) -> Tensor:
+        out = run(t, weight)
+        return out if b4 is None else out + b4
+
+    meta: dict = {"weight": weight, "bias": bias, "run": run, "geometry": geometry}
+    if geometry is not None:
+        stride, padding, dilation, groups = geometry
+
+        def transpose(L: Tensor, in_shape: tuple) -> Tensor:
+            return torch.nn.grad.conv2d_input(in_shape, weight, L, stride, padding, dilation, groups)
+
+        meta["transpose"] = transpose
+    return Op("affine", [arg], fn, lambda xs: lb.signed_linear(xs[0], *parts, b4), meta=meta, name=name)
+
+
+def _fold_batch_norm(ops: list[Op], output: int) -> list[Op]:
+    """Merge every per-channel affine map (batch norm, eval) into the convolution feeding it.
+
+    ``s * (W x + b) + t = (s W) x + (s b + t)`` exactly in real arithmetic; the merged
+    convolution replaces the affine op (same id) and the convolution, used by nothing
+    else, becomes ``dead`` (skipped). One layer fewer to bound, and no interval is
+    lost between the two.
+    """
+    users = [0] * len(ops)
+    for op in ops:
+        for a in op.args:
+            users[a] += 1
+    ops = list(ops)
+    for k, op in enumerate(ops):
+        if "scale" not in op.meta:
+            continue
+        src_id = op.args[0]
+        src = ops[src_id]
+        if "weight" not in src.meta or users[src_id] != 1 or src_id == output:
+            continue
+        scale = torch.as_tensor(op.meta["scale"], dtype=torch.float64).flatten()
+        shift = torch.as_tensor(op.meta["shift"], dtype=torch.float64).flatten()
+        w = src.meta["weight"]
+        b = src.meta["bias"]
+        weight = w * scale.to(w).reshape(-1, *([1] * (w.dim() - 1)))
+        bias = (b * scale.to(w) if b is not None else 0 * scale.to(w)) + shift.to(w)
+        ops[k] = _conv_op(src.args[0], weight, bias, src.meta["run"], f"{src.name}+{op.name}", src.meta["geometry"])
+        ops[src_id] = Op("dead", [], name=src.name)
+    return ops
+
+
 def _check_hooks(model: nn.Module) -> None:
     """Refuse forward hooks other than our input normalisation: tracing would silently skip them."""
     from ..models.normalize import _normalize_input
@@ -398,7 +467,7 @@ class BoundModel:
         builder._size = image_size
         _check_hooks(self.model)
         self.output = builder.module(self.model, _Ref(0), "model")
-        self.ops = builder.ops
+        self.ops = _fold_batch_norm(builder.ops, self.output)
 
     def to(self, device: torch.device | str) -> BoundModel:
         self.model.to(device)
@@ -409,7 +478,9 @@ class BoundModel:
         vals: list[Bounds] = [x]
         for op in self.ops[1:]:
             ins = [vals[a] for a in op.args]
-            if op.kind == "affine":
+            if op.kind == "dead":
+                vals.append(None)  # type: ignore[arg-type]
+            elif op.kind == "affine":
                 vals.append(op.forward(ins))  # type: ignore[misc]
             elif op.kind == "relu":
                 vals.append(lb.relu(ins[0]))
@@ -459,7 +530,7 @@ class BoundModel:
             cls = torch.argsort((~open_[todo]).to(torch.int8), dim=1, stable=True)[:, :width]  # (T, width)
             rows = spec[todo].gather(1, cls[..., None].expand(-1, -1, k))
             rows = rows * (torch.arange(width, device=rows.device)[None] < counts[:, None])[..., None]
-            sub = [_take(v, todo) for v in vals]
+            sub = [None if v is None else _take(v, todo) for v in vals]
             back = self._backward(sub, rows)  # (T, width)
             current = lower[todo]
             improved = torch.maximum(current.gather(1, cls), back)
@@ -476,6 +547,16 @@ class BoundModel:
             L = lam.pop(idx)
             op = self.ops[idx]
             ins = [vals[a] for a in op.args]
+            if op.kind == "affine" and "transpose" in op.meta:
+                b, k = L.shape[:2]
+                shape = (b * k, *ins[0].low.shape[1:])
+                g = op.meta["transpose"](L.reshape(b * k, *L.shape[2:]), shape).reshape(b, k, *shape[1:])
+                bias = op.meta["bias"]
+                if bias is not None:
+                    const = const + torch.einsum("bkc...,c->bk", L, bias.to(L))
+                a = op.args[0]
+                lam[a] = lam[a] + g if a in lam else g
+                continue
             if op.kind == "affine":
                 grads, offset = _vjp(op.fn, [v.low for v in ins], L)  # type: ignore[arg-type]
                 const = const + torch.einsum("bk...,b...->bk", L, offset)
@@ -490,13 +571,15 @@ class BoundModel:
                 g = L * torch.where(negative, s.unsqueeze(1), alpha.unsqueeze(1))
                 const = const + torch.einsum("bk...,b...->bk", L.clamp_max(0), t)
             elif op.kind == "maxpool":
-                index, dominated, _, u_max = lb.max_pool_selection(
+                index, dominated, best_l, _, others_h, own_h = lb.max_pool_selection(
                     x.low, x.high, op.meta["kernel"], op.meta["stride"], op.meta["padding"]
                 )
-                # route to the chosen element, except negative coefficients of windows it does not dominate
+                # positive coefficients: max >= z_j (the chosen element); negative ones need an upper
+                # line: z_j itself where j dominates its window, else the chord of max(z_j, others' max)
+                s_up, t_up = lb.max_pool_upper_line(best_l, others_h, own_h)
                 cut = negative & ~dominated.unsqueeze(1)
-                routed = L.masked_fill(cut, 0)
-                const = const + torch.einsum("bk...,b...->bk", (L - routed), u_max)
+                routed = torch.where(cut, L * s_up.unsqueeze(1), L)
+                const = const + torch.einsum("bk...,b...->bk", L.masked_fill(~cut, 0), t_up)
                 bq, kq, c = routed.shape[:3]
                 g = torch.zeros(bq, kq, c, x.low.shape[-2] * x.low.shape[-1], dtype=L.dtype, device=L.device)
                 g.scatter_add_(3, index.flatten(2).unsqueeze(1).expand(bq, kq, c, -1), routed.flatten(3))
