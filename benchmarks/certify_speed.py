@@ -1,7 +1,7 @@
 """Certificate figures on real CIFAR-10 test images, printed as ratios and fractions from one run.
 
     python benchmarks/certify_speed.py --model small_cnn --weights runs/small_cnn/model.pt \
-        [--data-dir DIR] [--n-exact 1000] [--n-bound 50] [--n-smooth 50] [--json FILE]
+        [--data-dir DIR] [--n-exact 1000] [--n-bound 20] [--n-smooth 50] [--json FILE]
 
 a. ``exact``: throughput of ``certify_exact`` (grid:3, zero, radius order, early exit) in
    evaluated (image, shift) pairs per second, against plain batched inference of the same
@@ -82,7 +82,7 @@ def bound_figures(model, x, y, radius: int, max_pieces: int) -> dict:
         model,
         x,
         y,
-        BoundConfig(radius=radius, mode="zero", max_pieces=max_pieces, batch_size=64),
+        BoundConfig(radius=radius, mode="zero", max_pieces=max_pieces),
         progress=True,
     )
     seconds = time.perf_counter() - t0
@@ -134,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="small_cnn")
     p.add_argument("--weights", required=True)
     p.add_argument("--n-exact", type=int, default=1000)
-    p.add_argument("--n-bound", type=int, default=50)
+    p.add_argument("--n-bound", type=int, default=20)
     p.add_argument("--n-smooth", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--max-pieces", type=int, default=2000)
+    p.add_argument("--max-pieces", type=int, default=BoundConfig.max_pieces)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip", default="", help="comma-separated parts to skip: exact,bound,smooth")
     p.add_argument("--json", type=Path)

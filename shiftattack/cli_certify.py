@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from .certify.bound import BoundConfig
+
 __all__ = ["add_certify", "add_verify", "VERIFY_FAILED"]
 
 #: Exit status of ``verify`` when the certificate does not hold (bad input is 2, as everywhere).
@@ -53,16 +55,21 @@ def add_certify(sub, add_common: Callable[[argparse.ArgumentParser], None]) -> N
     bd.add_argument(
         "--max-pieces",
         type=int,
-        default=400,
-        help="bound evaluations per image before it is declared unknown (default 400)",
+        default=BoundConfig.max_pieces,
+        help=f"bound evaluations per image before it is declared unknown (default {BoundConfig.max_pieces})",
     )
     bd.add_argument(
         "--min-width",
         type=float,
-        default=1 / 64,
-        help="smallest piece side (px) that is still split (default 1/64)",
+        default=BoundConfig.min_width,
+        help=f"smallest piece side (px) that is still split (default {BoundConfig.min_width:g})",
     )
-    bd.add_argument("--bound-batch", type=int, default=32, help="pieces per bound pass (default 32)")
+    bd.add_argument(
+        "--bound-batch",
+        type=int,
+        default=BoundConfig.batch_size,
+        help=f"pieces per bound pass (default {BoundConfig.batch_size}; small batches stay in cache)",
+    )
     sm = c.add_argument_group("smooth")
     sm.add_argument("--sigma", type=float, default=1.0, help="std of the Gaussian shift, px (default 1)")
     sm.add_argument("--n0", type=int, default=100, help="selection samples per image (default 100)")

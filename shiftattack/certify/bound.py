@@ -15,8 +15,9 @@ into lower bounds on every logit margin; a piece is verified when all are
 positive. Otherwise the model is evaluated at the piece's centre (a concrete
 shift: a counterexample there ends the image's search, after a separate forward
 pass confirms it) and the piece is cut into k x k children (k from the gap between the
-bound and the centre's margin), until every piece is verified, a counterexample is found, or the image's piece budget or the
-smallest piece width is reached ("unknown": not certified).
+bound and the centre's margin), until every piece is verified, a counterexample is
+found, or the image's piece budget or the smallest piece width is reached ("unknown":
+not certified).
 
 Before any bound, a dense grid attack (step ``attack_step`` px, bilinear) removes
 the images it fools; its worst-case accuracy is the empirical ceiling that the
@@ -62,9 +63,9 @@ class BoundConfig:
     mode: str = "zero"
     fill: float = 0.0
     attack_step: float = 0.25
-    max_pieces: int = 400
-    min_width: float = 1 / 64
-    batch_size: int = 32
+    max_pieces: int = 10000
+    min_width: float = 1 / 256
+    batch_size: int = 8
 
     def check(self) -> None:
         """Raise SpecError on a setting that cannot work (each names the command-line flag)."""

@@ -118,7 +118,10 @@ def concretize(form: Tensor, box_lo: Tensor, box_hi: Tensor, lower: bool, produc
 
 
 def form_range(form: Tensor, box_lo: Tensor, box_hi: Tensor, product: bool = False) -> tuple[Tensor, Tensor]:
-    """``(min, max)`` of the affine ``form`` (B, P+1, *S) over the box, (B, *S) each (see :func:`concretize`)."""
+    """``(min, max)`` of the affine ``form`` (B, P+1, *S) over the box, (B, *S) each.
+
+    See :func:`concretize`.
+    """
     return (
         concretize(form, box_lo, box_hi, lower=True, product=product),
         concretize(form, box_lo, box_hi, lower=False, product=product),
@@ -265,9 +268,7 @@ def max_pool_selection(low: Tensor, high: Tensor, kernel: int, stride: int, padd
     )
 
 
-def max_pool_upper_line(
-    best_low: Tensor, others_high: Tensor, own_high: Tensor
-) -> tuple[Tensor, Tensor]:
+def max_pool_upper_line(best_low: Tensor, others_high: Tensor, own_high: Tensor) -> tuple[Tensor, Tensor]:
     """An upper line ``max_i z_i <= s z_j + t`` in the chosen element z_j of a window it does not dominate.
 
     Every other element is at most ``U = others_high``, so ``max_i z_i <= max(z_j, U)``, a

@@ -165,9 +165,7 @@ class _Builder:
                 if m.padding_mode == "zeros" and isinstance(m.padding, tuple)
                 else None
             )
-            return self.conv(
-                arg, m.weight, m.bias, lambda t, w: m._conv_forward(t, w, None), name, geometry
-            )
+            return self.conv(arg, m.weight, m.bias, lambda t, w: m._conv_forward(t, w, None), name, geometry)
         if isinstance(m, nn.Linear):
             return self.linear(arg, m, name)
         if isinstance(m, ModulusBatchNorm2d):
@@ -431,7 +429,9 @@ def _fold_batch_norm(ops: list[Op], output: int) -> list[Op]:
         b = src.meta["bias"]
         weight = w * scale.to(w).reshape(-1, *([1] * (w.dim() - 1)))
         bias = (b * scale.to(w) if b is not None else 0 * scale.to(w)) + shift.to(w)
-        ops[k] = _conv_op(src.args[0], weight, bias, src.meta["run"], f"{src.name}+{op.name}", src.meta["geometry"])
+        ops[k] = _conv_op(
+            src.args[0], weight, bias, src.meta["run"], f"{src.name}+{op.name}", src.meta["geometry"]
+        )
         ops[src_id] = Op("dead", [], name=src.name)
     return ops
 

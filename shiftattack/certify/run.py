@@ -59,9 +59,9 @@ class CertifyConfig:
     alpha: float = 0.001
     seed: int = 0
     attack_step: float = 0.25
-    max_pieces: int = 400
-    min_width: float = 1 / 64
-    bound_batch: int = 32
+    max_pieces: int = 10000
+    min_width: float = 1 / 256
+    bound_batch: int = 8
     overwrite: bool = False
     resume: bool = False
 
@@ -126,9 +126,9 @@ def config_from_document(doc: dict[str, Any], device: str = "auto") -> CertifyCo
             alpha=meth.get("alpha", 0.001),
             seed=meth.get("seed", 0),
             attack_step=meth.get("attack_step", 0.25),
-            max_pieces=meth.get("max_pieces", 400),
-            min_width=meth.get("min_width", 1 / 64),
-            bound_batch=meth.get("bound_batch", 32),
+            max_pieces=meth.get("max_pieces", 10000),
+            min_width=meth.get("min_width", 1 / 256),
+            bound_batch=meth.get("bound_batch", 8),
         )
     except (KeyError, TypeError) as exc:
         raise ShiftAttackError(f"the certificate does not say how it was made: missing {exc}") from None
