@@ -51,11 +51,14 @@ def zoo(seed: int = 0) -> dict[str, nn.Module]:
     """Small networks covering every layer the bound method supports."""
     torch.manual_seed(seed)
     every_layer = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
+        nn.Conv2d(3, 6, 3, padding=2, dilation=2),
         nn.BatchNorm2d(6),
         nn.ReLU(),
         nn.MaxPool2d(3, 2, 1),
         Residual(6),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=3),  # 6 -> 3 px: the transpose needs output padding
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
         BlurPool2d(6, 3, 2),
         nn.AvgPool2d(2),
         nn.Dropout(0.5),
