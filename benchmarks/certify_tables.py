@@ -60,18 +60,24 @@ def bench_table(doc: dict) -> str:
 def cert_summary(doc: dict) -> str:
     images = doc["images"]
     status = Counter(r.get("status", "certified" if r["certified"] else "not certified") for r in images)
-    curve = doc.get("certified_accuracy_vs_radius") or {}
-    by_r = ", ".join(f"{_pct(v)} at {k}" for k, v in curve.items()) if isinstance(curve, dict) else ""
+    curve = doc.get("certified_accuracy_vs_radius") or []
+    by_r = ", ".join(f"{_pct(p['certified_accuracy'])} at r = {p['radius']:g}" for p in curve)
+    pieces = [r["n_pieces"] for r in images if r.get("certified") and "n_pieces" in r]
     lines = [
-        f"- `{doc['method']['name']}` on `{doc['threat']['shifts']}` ({doc['threat'].get('mode')}), "
+        f"- `{doc['method']['name']}` on `{doc['threat']['spec']}` ({doc['threat'].get('mode')} mode), "
         f"{len(images)} images of `{doc['data']['spec']}`, model `{doc['model']['spec']}`.",
         f"- Certified accuracy **{_pct(doc['certified_accuracy'])}**; clean accuracy "
-        f"{_pct(doc['clean_accuracy'])}; the attack's worst-case accuracy "
+        f"{_pct(doc['clean_accuracy'])}; the attack's worst-case accuracy on the same images "
         f"{_pct(doc.get('worst_case_accuracy'))}.",
         "- Images by status: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items())) + ".",
     ]
     if by_r:
         lines.append(f"- Certified accuracy by radius: {by_r}.")
+    if pieces:
+        lines.append(
+            f"- Pieces bounded per certified image: {min(pieces):,} to {max(pieces):,} "
+            f"(median {sorted(pieces)[len(pieces) // 2]:,})."
+        )
     return "\n".join(lines) + "\n"
 
 
