@@ -29,6 +29,7 @@ from .cifar import is_cifar_batches_dir, load_cifar_batches
 from .dataset import LabeledImages, _check_limit
 from .folder import load_image_folder, load_image_zip
 from .npz import load_npz
+from .synthetic import is_synthetic_spec, load_synthetic
 
 __all__ = ["LAYOUTS", "load_dataset"]
 
@@ -103,7 +104,9 @@ def load_dataset(
         spec: ``file.npz``, an ImageFolder directory (``root`` or
             ``root:split``), ``file.zip`` / ``file.zip:split`` in the
             ImageFolder layout, or a CIFAR-10 python-batches directory
-            (``dir``, ``dir:test``, ``dir:train``).
+            (``dir``, ``dir:test``, ``dir:train``), or the built-in
+            synthetic set ``synthetic:train`` / ``synthetic:test``
+            (:mod:`shiftattack.data.synthetic`).
         limit: keep only this many images, chosen class-balanced and
             deterministically by :func:`~shiftattack.data.balanced_subset`
             before any image is decoded; ``None`` keeps all, a limit above
@@ -142,6 +145,8 @@ def load_dataset(
         limit = _check_limit(limit)
     if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int) or resize < 1):
         raise SpecError(f"resize must be a positive number of pixels, got {resize!r}")
+    if is_synthetic_spec(source) and not Path(source.partition(":")[0]).exists():
+        return _fit(load_synthetic(source, limit), resize)
     path, split = _split_spec(source)
     if path.is_dir():
         return _load_dir(path, split, limit=limit, progress=progress, source=source, resize=resize)
