@@ -1,0 +1,13 @@
+"""``shiftattack report``: robustness figures and tables from results folders, as HTML and Markdown.
+
+Examples:
+    >>> from shiftattack.report import collect, write_report
+    >>> write_report(collect(["runs/attack", "runs/cert"]), "runs/report")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .collect import Entry, collect
+from .render import write_report
+
+__all__ = ["Entry", "collect", "write_report"]

@@ -1,0 +1,151 @@
+"""Robustness figures (matplotlib, no display needed), each drawn only from results documents."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .collect import Entry  # noqa: E402
+
+__all__ = ["FIGURES", "Figure", "draw_all"]
+
+
+class Figure:
+    """A rendered figure: file ``name`` (no extension), a caption and its PNG bytes."""
+
+    def __init__(self, name: str, caption: str, png: bytes) -> None:
+        self.name, self.caption, self.png = name, caption, png
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _axes(xlabel: str, ylabel: str, width: float = 6.0):
+    fig, ax = plt.subplots(figsize=(width, 3.8))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def worst_case_vs_radius(entries: list[Entry]) -> Figure | None:
+    """Worst-case accuracy against the shift radius K, one line per attack run."""
+    rows = [e for e in entries if e.kind == "attack"]
+    if not rows:
+        return None
+    fig, ax = _axes("shift radius K (px)", "worst-case accuracy (%)")
+    for e in rows:
+        d, t = e.doc, e.doc["threat"]
+        curve = d.get("accuracy_vs_radius")
+        if curve:
+            xs = [p["radius"] for p in curve]
+            ys = [100 * p["worst_case_accuracy"] for p in curve]
+        else:  # no per-radius curve (random search or another order): clean and the set's radius
+            xs, ys = [0, t.get("radius") or 0], [100 * d["clean_accuracy"], 100 * d["worst_case_accuracy"]]
+        ax.plot(xs, ys, marker="o", label=f"{e.label}, {t['mode']}")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    return Figure(
+        "worst_case_vs_radius",
+        "Worst-case accuracy against the shift radius: an image counts at K when no shift with "
+        "max(|dx|, |dy|) <= K fools the model.",
+        _png(fig),
+    )
+
+
+def certified_vs_radius(entries: list[Entry]) -> Figure | None:
+    """Certified accuracy against radius per certificate; the attack's worst case as a cross."""
+    rows = [e for e in entries if e.kind == "certificate"]
+    if not rows:
+        return None
+    fig, ax = _axes("radius (px; L2 for smooth)", "certified accuracy (%)")
+    for e in rows:
+        d = e.doc
+        curve = d.get("certified_accuracy_vs_radius") or []
+        line = ax.plot(
+            [p["radius"] for p in curve],
+            [100 * p["certified_accuracy"] for p in curve],
+            marker="o",
+            label=f"{e.label}, {d['method']['name']} {d['threat']['spec']}",
+        )[0]
+        if d.get("worst_case_accuracy") is not None and d["threat"].get("radius") is not None:
+            ax.plot(
+                [d["threat"]["radius"]],
+                [100 * d["worst_case_accuracy"]],
+                marker="x",
+                markersize=10,
+                color=line.get_color(),
+                linestyle="none",
+            )
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, title="x: attack's worst case", title_fontsize=8)
+    return Figure(
+        "certified_vs_radius",
+        "Certified accuracy against radius for each certificate; the cross of the same colour is the "
+        "attack's worst-case accuracy on the same set (certified accuracy can never exceed it).",
+        _png(fig),
+    )
+
+
+def _bars(entries: list[Entry], kind: str, key: str, field: str, ylabel: str, name: str, caption: str):
+    rows = [e for e in entries if e.kind == kind]
+    if not rows:
+        return None
+    names = list(dict.fromkeys(n for e in rows for n in e.doc[key]))
+    width = 0.8 / len(rows)
+    fig, ax = _axes("", ylabel, width=max(6.0, 0.45 * len(names)))
+    x = np.arange(len(names))
+    for i, e in enumerate(rows):
+        vals = [e.doc[key].get(n, {}).get(field) for n in names]
+        vals = [np.nan if v is None else 100 * v for v in vals]
+        ax.bar(x + i * width, vals, width, label=e.label)
+    ax.set_xticks(x + width * (len(rows) - 1) / 2, names, rotation=60, ha="right", fontsize=8)
+    ax.legend(fontsize=8)
+    return Figure(name, caption, _png(fig))
+
+
+def corruption_errors(entries: list[Entry]) -> Figure | None:
+    return _bars(
+        entries,
+        "corruption",
+        "corruptions",
+        "mean_error",
+        "error, mean over severities (%)",
+        "corruption_errors",
+        "Error per corruption, averaged over the five severities (CIFAR-10-C / ImageNet-C style).",
+    )
+
+
+def flip_probabilities(entries: list[Entry]) -> Figure | None:
+    return _bars(
+        entries,
+        "perturbation",
+        "perturbations",
+        "fp",
+        "flip probability (%)",
+        "flip_probabilities",
+        "Flip probability per perturbation sequence (CIFAR-10-P / ImageNet-P style).",
+    )
+
+
+FIGURES: list[Callable[[list[Entry]], Figure | None]] = [
+    worst_case_vs_radius,
+    certified_vs_radius,
+    corruption_errors,
+    flip_probabilities,
+]
+
+
+def draw_all(entries: list[Entry]) -> list[Figure]:
+    """Every figure the entries have data for, in a fixed order."""
+    return [f for f in (draw(entries) for draw in FIGURES) if f is not None]

@@ -1,0 +1,153 @@
+"""The report: a self-contained HTML page (figures embedded) and a Markdown summary with PNG files.
+
+Every number is read from a results document and formatted; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from ..results import _atomic_write, write_text
+from .collect import Entry
+from .plots import Figure, draw_all
+
+__all__ = ["tables", "write_report"]
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def tables(entries: list[Entry]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(title, header, rows)`` for each kind of result present."""
+    out = []
+    rows = [
+        [
+            e.label,
+            e.doc["threat"]["spec"],
+            e.doc["threat"]["mode"],
+            str(e.doc["n_images"]),
+            _pct(e.doc["clean_accuracy"]),
+            _pct(e.doc["worst_case_accuracy"]),
+        ]
+        for e in entries
+        if e.kind == "attack"
+    ]
+    if rows:
+        out.append(("Shift attacks", ["model", "shifts", "mode", "images", "clean", "worst case"], rows))
+    rows = []
+    for e in entries:
+        if e.kind != "certificate":
+            continue
+        d = e.doc
+        gap = (
+            "n/a"
+            if d.get("worst_case_accuracy") is None
+            else f"{100 * (d['worst_case_accuracy'] - d['certified_accuracy']):.2f} points"
+        )
+        rows.append(
+            [
+                e.label,
+                d["method"]["name"],
+                d["threat"]["spec"],
+                d["threat"].get("mode", ""),
+                str(d["n_images"]),
+                _pct(d["certified_accuracy"]),
+                _pct(d.get("worst_case_accuracy")),
+                gap,
+            ]
+        )
+    if rows:
+        out.append(
+            (
+                "Certificates",
+                ["model", "method", "set", "mode", "images", "certified", "attack's worst case", "gap"],
+                rows,
+            )
+        )
+    rows = [
+        [e.label, e.doc["suite"], str(e.doc["n_images"]), _pct(e.doc["clean_error"]), _pct(e.doc["mce"])]
+        for e in entries
+        if e.kind == "corruption"
+    ]
+    if rows:
+        out.append(("Corruptions", ["model", "suite", "images", "clean error", "mCE"], rows))
+    rows = [
+        [
+            e.label,
+            e.doc["suite"],
+            str(e.doc.get("n_images", "n/a")),
+            _pct(e.doc["mfr"]),
+            f"{e.doc['mt5d']:.3f}",
+        ]
+        for e in entries
+        if e.kind == "perturbation" and e.doc.get("mfr") is not None
+    ]
+    if rows:
+        out.append(("Perturbations", ["model", "suite", "images", "mFR", "mT5D"], rows))
+    rows = [
+        [e.label, str(len(e.doc.get("epochs") or [])), _pct(e.doc.get("test_accuracy"))]
+        for e in entries
+        if e.kind == "train"
+    ]
+    if rows:
+        out.append(("Trained models", ["model", "epochs", "test accuracy"], rows))
+    return out
+
+
+def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}"
+        "img{max-width:100%}figcaption{color:#444;font-size:90%}</style>",
+        "</head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
+    for name, header, rows in tables(entries):
+        parts.append(f"<h2>{esc(name)}</h2><table><tr>")
+        parts += [f"<th>{esc(h)}</th>" for h in header]
+        parts.append("</tr>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        parts.append("</table>")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+    for f in figures:
+        data = base64.b64encode(f.png).decode("ascii")
+        parts.append(
+            f'<figure id="{esc(f.name)}"><img alt="{esc(f.caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(f.caption)}</figcaption></figure>"
+        )
+    sources = "".join(f"<li><code>{esc(str(e.path))}</code> ({e.kind})</li>" for e in entries)
+    parts.append(f"<h2>Sources</h2><ul>{sources}</ul></body></html>")
+    return "\n".join(parts)
+
+
+def _markdown(entries: list[Entry], figures: list[Figure], title: str) -> str:
+    lines = [f"# {title}", ""]
+    for name, header, rows in tables(entries):
+        lines += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    for f in figures:
+        lines += [f"![{f.caption}](figures/{f.name}.png)", "", f"*{f.caption}*", ""]
+    lines += ["## Sources", ""] + [f"- `{e.path}` ({e.kind})" for e in entries]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(entries: list[Entry], out: str | Path, title: str = "shiftattack report") -> Path:
+    """Write ``out/report.html``, ``out/report.md`` and ``out/figures/*.png``; returns the HTML path."""
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    figures = draw_all(entries)
+    for f in figures:
+        _atomic_write(out / "figures" / f"{f.name}.png", lambda fh, png=f.png: fh.write(png))
+    write_text(out / "report.md", _markdown(entries, figures, title))
+    return write_text(out / "report.html", _html(entries, figures, title))

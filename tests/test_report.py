@@ -1,0 +1,63 @@
+"""``shiftattack report``: figures and tables from real results folders, nothing recomputed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from shiftattack.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+COMMON = ["--model", "small_cnn", "--data", "synthetic:test", "--limit", "8", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """An attack per mode and an exact certificate, made by the real commands on the synthetic set."""
+    root = tmp_path_factory.mktemp("results")
+    for mode in ("zero", "circular"):
+        assert (
+            main(
+                ["attack", *COMMON, "--shifts", "grid:2", "--mode", mode, "--out", str(root / f"atk_{mode}")]
+            )
+            == 0
+        )
+    assert (
+        main(["certify", *COMMON, "--shifts", "grid:1", "--mode", "zero", "--out", str(root / "cert")]) == 0
+    )
+    return root
+
+
+def test_report_has_every_figure_and_the_numbers_of_the_documents(results, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    assert "from 3 results" in capsys.readouterr().out
+    for name in ("worst_case_vs_radius", "certified_vs_radius"):
+        png = out / "figures" / f"{name}.png"
+        assert png.stat().st_size > 5000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == 2  # self-contained
+    md = (out / "report.md").read_text()
+    assert "figures/worst_case_vs_radius.png" in md
+    cert = json.loads((results / "cert" / "certificate.json").read_text())
+    atk = json.loads((results / "atk_zero" / "results.json").read_text())
+    for text in (page, md):
+        assert f"{100 * cert['certified_accuracy']:.2f} %" in text
+        assert f"{100 * atk['worst_case_accuracy']:.2f} %" in text
+
+
+def test_report_refuses_missing_and_foreign_inputs(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "no such results" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    assert main(["report", str(other), "--out", str(tmp_path / "r")]) == 2
+    assert "not a results document" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "--out", str(tmp_path / "r")]) == 2
+    assert "no results documents" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "report.html").exists()
