@@ -69,3 +69,17 @@ def test_dataparallel_prefix_is_stripped(tmp_path):
     loaded = load_weights(SmallCNN(width=8), tmp_path / "dp.pt")
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values(),
                                                   strict=True))
+
+
+def test_registry_model_trained_on_another_class_count_loads(tmp_path):
+    """A registry model saved with an 8-class head is rebuilt with 8 classes; other mismatches still fail."""
+    net = create_model("small_cnn", num_classes=8, width=32).eval()
+    path = tmp_path / "w.pt"
+    torch.save(net.state_dict(), path)
+    loaded = load_model("small_cnn", path)
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), net(x))
+    narrow = create_model("small_cnn", num_classes=10, width=16)
+    torch.save(narrow.state_dict(), path)
+    with pytest.raises(ModelError, match="shape mismatches"):
+        load_model("small_cnn", path)

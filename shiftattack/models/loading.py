@@ -161,6 +161,22 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     Raises:
         ModelError: unreadable file, a pickled whole model, or mismatched keys/shapes.
     """
+    state = read_state_dict(path)
+    state = adapt_state_dict(model, state)
+    message = _mismatch_message(model, state, Path(path))
+    if message:
+        raise ModelError(message)
+    model.load_state_dict(state)
+    return model
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The state_dict in a weights file (``weights_only=True``; a checkpoint's ``state_dict`` or
+    ``model`` entry; a ``module.`` prefix stripped).
+
+    Raises:
+        ModelError: a missing or unreadable file, or one that holds no state_dict of tensors.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
@@ -179,12 +195,24 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise ModelError(f"{path} does not hold a state_dict of tensors")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    state = adapt_state_dict(model, state)
-    message = _mismatch_message(model, state, path)
-    if message:
-        raise ModelError(message)
-    model.load_state_dict(state)
-    return model
+    return dict(state)
+
+
+def classes_in_weights(model: nn.Module, state: Mapping[str, Tensor]) -> int | None:
+    """The class count a state_dict was trained with, when it differs from ``model``'s only there.
+
+    True when every tensor that differs in shape differs only in its first dimension, where
+    the model has its class count and the file one common other count (the classifier's
+    weight and bias). Returns that count, else None.
+    """
+    own = model.state_dict()
+    differ = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if not differ:
+        return None
+    counts = {state[k].shape[0] for k in differ}
+    model_counts = {own[k].shape[0] for k in differ}
+    same_rest = all(own[k].shape[1:] == state[k].shape[1:] and own[k].dim() == state[k].dim() for k in differ)
+    return counts.pop() if same_rest and len(counts) == 1 and len(model_counts) == 1 else None
 
 
 def load_model(
@@ -199,6 +227,10 @@ def load_model(
     """
     model = _build(spec)
     if weights is not None:
+        if is_model(spec):  # a registry model trained on another number of classes (e.g. the demo's 8)
+            classes = classes_in_weights(model, read_state_dict(weights))
+            if classes is not None:
+                model = create_model(spec, num_classes=classes)
         load_weights(model, weights)
     if (mean is None) != (std is None):
         raise SpecError("give both --mean and --std, or neither")
