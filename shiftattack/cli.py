@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from . import __version__
 from .cli_benchmark import add_benchmark, add_corrupt
 from .cli_certify import add_certify, add_verify
-from .cli_report import add_report
+from .cli_report import add_demo, add_report
 from .errors import ShiftAttackError
 
 __all__ = ["main", "build_parser"]
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_certify(sub, _add_common)
     add_verify(sub)
     add_report(sub)
+    add_demo(sub)
     _add_train(sub)
     add_benchmark(sub)
     add_corrupt(sub)
