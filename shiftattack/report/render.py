@@ -68,12 +68,21 @@ def tables(entries: list[Entry]) -> list[tuple[str, list[str], list[list[str]]]]
             )
         )
     rows = [
-        [e.label, e.doc["suite"], str(e.doc["n_images"]), _pct(e.doc["clean_error"]), _pct(e.doc["mce"])]
+        [
+            e.label,
+            e.doc["suite"],
+            str(e.doc["n_images"]),
+            str(len(e.doc["corruptions"])),
+            _pct(e.doc["clean_error"]),
+            _pct(e.doc.get("mean_error")),
+            _pct(e.doc["mce"]),
+        ]
         for e in entries
         if e.kind == "corruption"
     ]
     if rows:
-        out.append(("Corruptions", ["model", "suite", "images", "clean error", "mCE"], rows))
+        header = ["model", "suite", "images", "corruptions", "clean error", "mean corrupted error", "mCE"]
+        out.append(("Corruptions", header, rows))
     rows = [
         [
             e.label,
