@@ -5,7 +5,8 @@
 
 ``--bench``: the figures table of ``benchmarks/certify_speed.py``. ``--cert``: a summary of one
 certificate (any method): certified accuracy against the attack's, per-status counts and the
-certified accuracy by radius. Each argument is optional and may be repeated.
+certified accuracy by radius. ``--tightness``: the table of ``benchmarks/bound_tightness.py``.
+Each argument is optional and may be repeated.
 """
 
 from __future__ import annotations
@@ -81,15 +82,37 @@ def cert_summary(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tightness_table(doc: dict) -> str:
+    rows = [
+        "| piece width (px) | median gap: sampled minimum − bound | bound > 0 where the minimum is > 0 "
+        "| unstable ReLUs per layer |",
+        "|---:|---:|---:|---|",
+    ]
+    for r in doc["rows"]:
+        unstable = " / ".join(f"{100 * u:.1f} %" for u in r["unstable_relu_fraction"])
+        rows.append(
+            f"| {2 * r['half_width']:g} | {r['median_gap']:.3f} | "
+            f"{r['positive_where_true_positive']} of {r['true_positive']} | {unstable} |"
+        )
+    return (
+        f"Model `{doc['model']}`, {doc['n_images']} correctly classified test images.\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bench", type=Path, action="append", default=[])
     p.add_argument("--cert", type=Path, action="append", default=[])
+    p.add_argument("--tightness", type=Path, action="append", default=[])
     args = p.parse_args(argv)
     for path in args.bench:
         print(bench_table(json.loads(path.read_text())))
     for path in args.cert:
         print(cert_summary(json.loads(path.read_text())))
+    for path in args.tightness:
+        print(tightness_table(json.loads(path.read_text())))
     return 0
 
 
