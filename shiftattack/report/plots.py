@@ -122,7 +122,7 @@ def corruption_errors(entries: list[Entry]) -> Figure | None:
         "mean_error",
         "error, mean over severities (%)",
         "corruption_errors",
-        "Error per corruption, averaged over the five severities (CIFAR-10-C / ImageNet-C style).",
+        "Error per corruption, averaged over the severities that were run (CIFAR-10-C / ImageNet-C style).",
     )
 
 

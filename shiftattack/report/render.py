@@ -135,7 +135,13 @@ def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
             f"<figcaption>{esc(f.caption)}</figcaption></figure>"
         )
     sources = "".join(f"<li><code>{esc(str(e.path))}</code> ({e.kind})</li>" for e in entries)
-    parts.append(f"<h2>Sources</h2><ul>{sources}</ul></body></html>")
+    parts.append(f"<h2>Sources</h2><ul>{sources}</ul>")
+    # marks how many figures the browser decoded (checked by the headless-browser test)
+    parts.append(
+        "<script>addEventListener('load',()=>{document.body.dataset.figuresRendered="
+        "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length})</script>"
+    )
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
