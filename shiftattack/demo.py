@@ -3,7 +3,8 @@
 1. Train a baseline CNN and its BlurPool, CMod and APS variants (the registry's
    ``cifar_convnet`` family) on the synthetic aliasing set (:mod:`shiftattack.data.synthetic`)
    or, with ``--dataset cifar10 --data PATH``, on CIFAR-10.
-2. Attack each with worst-case integer shifts (``grid:R`` in zero and circular modes).
+2. Attack each with worst-case integer shifts (``grid:R`` in zero and circular modes), and
+   measure its consistency and Zhang's diagonal curve (:mod:`shiftattack.stability`).
 3. Certify each exactly on ``grid:1`` (zero mode).
 4. Score each on four CIFAR-10-C style corruptions at severities 1, 3 and 5.
 5. Write the report (``report.html``, ``report.md``, figures) over all of it.
@@ -128,6 +129,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> Path:
                 out / "attack" / f"{name}_{mode}",
                 cfg,
             )
+        _stability(spec, weights, test_spec, n_test, out / "stability" / name, cfg)
         log(f"[{name}] certifying grid:1 exactly")
         run_certify(
             CertifyConfig(
@@ -161,11 +163,25 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> Path:
             progress=progress,
         )
     title = f"shiftattack demo: {cfg.dataset}, {len(models)} models"
-    path = write_report(
-        collect([out / "models", out / "attack", out / "certify", out / "corruptions"]), out, title
-    )
+    folders = [out / sub for sub in ("models", "attack", "stability", "certify", "corruptions")]
+    path = write_report(collect(folders), out, title)
     log(f"demo finished in {time.perf_counter() - started:.0f} s; open {path}")
     return path
+
+
+def _stability(spec: str, weights: str, data: str, limit: int, folder: Path, cfg) -> None:
+    """Consistency (zero and circular) and the diagonal curve, written to ``folder/stability.json``."""
+    from .data import load_dataset
+    from .models import load_model
+    from .results import open_output_dir, write_json
+    from .stability import stability_document
+
+    test = load_dataset(data, limit=limit, progress=False)
+    model = load_model(spec, weights)
+    doc = stability_document(model, test.float_images(), test.labels, seed=cfg.seed)
+    doc["model"] = {"spec": spec, "weights": weights}
+    doc["data"] = {"spec": data, "limit": limit}
+    write_json(open_output_dir(folder, overwrite=True) / "stability.json", doc)
 
 
 def _attack(

@@ -22,9 +22,19 @@ def test_quick_demo_writes_every_document_and_the_report(tmp_path, capsys):
         at_one = {p["radius"]: p["worst_case_accuracy"] for p in doc["accuracy_vs_radius"]}[1]
         assert cert["certified_accuracy"] == at_one  # exact grid:1 certificate = the attack at K = 1
         assert (out / "corruptions" / name / "results.json").is_file()
+        assert set(json.loads((out / "stability" / name / "stability.json").read_text())["consistency"]) == {
+            "zero",
+            "circular",
+        }
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
-    for fig in ("worst_case_vs_radius", "certified_vs_radius", "corruption_errors"):
+    assert page.count("data:image/png;base64,") == 5
+    for fig in (
+        "worst_case_vs_radius",
+        "consistency",
+        "diagonal_curve",
+        "certified_vs_radius",
+        "corruption_errors",
+    ):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 5000
 
 

@@ -11,8 +11,8 @@ from ..errors import DataError
 __all__ = ["Entry", "collect", "KINDS"]
 
 #: the file names searched for in folders (what each holds is told by its keys)
-_FILES = ("certificate.json", "results.json", "train_log.json")
-KINDS = ("attack", "certificate", "corruption", "perturbation", "train")
+_FILES = ("certificate.json", "results.json", "train_log.json", "stability.json")
+KINDS = ("attack", "certificate", "corruption", "perturbation", "train", "stability")
 
 
 @dataclass
@@ -44,6 +44,8 @@ def _kind(doc: dict) -> str | None:
         return "corruption"
     if "suite" in doc and "perturbations" in doc:
         return "perturbation"
+    if "diagonal" in doc and "consistency" in doc:
+        return "stability"
     return None
 
 
@@ -79,7 +81,7 @@ def collect(paths: list[str | Path]) -> list[Entry]:
             if f in map(Path, paths):
                 raise DataError(
                     f"{f} is not a results document shiftattack writes (attack or benchmark results.json, "
-                    "certificate.json or train_log.json)"
+                    "certificate.json, train_log.json or stability.json)"
                 )
             continue
         entries.append(Entry(kind, f, doc, _model_spec(kind, doc)))

@@ -138,8 +138,62 @@ def flip_probabilities(entries: list[Entry]) -> Figure | None:
     )
 
 
+def diagonal_curve(entries: list[Entry]) -> Figure | None:
+    """Zhang's diagonal-shift figure: accuracy and true-class probability against the shift d."""
+    rows = [e for e in entries if e.kind == "stability"]
+    if not rows:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, name in (
+        (left, "accuracy", "accuracy (%)"),
+        (right, "correct_prob", "true-class probability (%)"),
+    ):
+        for e in rows:
+            d = e.doc["diagonal"]
+            ax.plot(d["offsets"], [100 * v for v in d[key]], marker=".", label=e.label)
+        ax.set_xlabel("diagonal shift d (px), content moved by (d, d)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    pad = rows[0].doc["diagonal"]
+    return Figure(
+        "diagonal_curve",
+        f"Accuracy and mean true-class probability as the image moves along the diagonal inside a "
+        f"{pad['pad_mode']}-padded canvas ({pad['pad']} px each side), as in Zhang (2019).",
+        _png(fig),
+    )
+
+
+def consistency_bars(entries: list[Entry]) -> Figure | None:
+    """Consistency per model and shift mode."""
+    rows = [e for e in entries if e.kind == "stability"]
+    if not rows:
+        return None
+    modes = list(dict.fromkeys(m for e in rows for m in e.doc["consistency"]))
+    fig, ax = _axes("", "consistency (%)")
+    width = 0.8 / len(modes)
+    x = np.arange(len(rows))
+    for i, mode in enumerate(modes):
+        ax.bar(x + i * width, [e.doc["consistency"].get(mode, np.nan) for e in rows], width, label=mode)
+    ax.set_xticks(
+        x + width * (len(modes) - 1) / 2, [e.label for e in rows], rotation=20, ha="right", fontsize=8
+    )
+    low = min(v for e in rows for v in e.doc["consistency"].values())
+    ax.set_ylim(max(0.0, low - 10), 100)
+    ax.legend(fontsize=8)
+    k = rows[0].doc["max_shift"]
+    return Figure(
+        "consistency",
+        f"Consistency: percent of pairs of random shifts in [-{k}, {k}]^2 px of the same image whose top-1 "
+        "predictions agree.",
+        _png(fig),
+    )
+
+
 FIGURES: list[Callable[[list[Entry]], Figure | None]] = [
     worst_case_vs_radius,
+    consistency_bars,
+    diagonal_curve,
     certified_vs_radius,
     corruption_errors,
     flip_probabilities,

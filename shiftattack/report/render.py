@@ -96,6 +96,18 @@ def tables(entries: list[Entry]) -> list[tuple[str, list[str], list[list[str]]]]
     ]
     if rows:
         out.append(("Perturbations", ["model", "suite", "images", "mFR", "mT5D"], rows))
+    stab = [e for e in entries if e.kind == "stability"]
+    if stab:
+        modes = list(dict.fromkeys(m for e in stab for m in e.doc["consistency"]))
+        rows = [
+            [e.label, str(e.doc["n_images"]), f"±{e.doc['max_shift']} px"]
+            + [
+                "n/a" if e.doc["consistency"].get(m) is None else f"{e.doc['consistency'][m]:.2f} %"
+                for m in modes
+            ]
+            for e in stab
+        ]
+        out.append(("Consistency", ["model", "images", "shifts", *[f"{m}" for m in modes]], rows))
     rows = [
         [e.label, str(len(e.doc.get("epochs") or [])), _pct(e.doc.get("test_accuracy"))]
         for e in entries

@@ -1,0 +1,63 @@
+"""stability.json: consistency per mode and Zhang's diagonal curve, against independent checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from shiftattack.data import load_dataset
+from shiftattack.models import create_model
+from shiftattack.stability import stability_document
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = load_dataset("synthetic:test", limit=24)
+    return d.float_images(), d.labels
+
+
+def test_circular_consistency_is_100_for_an_invariant_model_and_not_for_a_positional_one(data):
+    """Circular conv + global average pool is exactly invariant to circular shifts; a linear layer
+    over every pixel is not. The document's consistency must tell them apart."""
+    x, y = data
+    torch.manual_seed(3)
+    invariant = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(16, 8),
+    ).eval()  # fmt: skip
+    positional = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 8)).eval()
+    with torch.no_grad():
+        assert len(set(invariant(x).argmax(1).tolist())) > 1  # not a constant classifier
+    doc = stability_document(invariant, x, y, modes=("circular",), max_shift=3, pad=4)
+    assert doc["consistency"]["circular"] == 100.0
+    assert (
+        stability_document(positional, x, y, modes=("circular",), max_shift=3, pad=4)["consistency"][
+            "circular"
+        ]
+        < 100
+    )
+
+
+def test_the_diagonal_curve_is_centred_on_the_unshifted_image(data):
+    x, y = data
+    torch.manual_seed(1)
+    net = create_model("small_cnn", num_classes=8, width=8).eval()
+    doc = stability_document(net, x, y, modes=("zero",), pad=4)
+    d = doc["diagonal"]
+    assert d["offsets"] == list(range(4, -5, -1))
+    centre = d["offsets"].index(0)
+    with torch.no_grad():
+        logits = net(x)
+    assert d["accuracy"][centre] == pytest.approx(float((logits.argmax(1) == y).double().mean()))
+    assert d["correct_prob"][centre] == pytest.approx(
+        float(logits.softmax(1)[torch.arange(len(y)), y].mean())
+    )
+    # d = +2: the content moved by (2, 2) px inside the reflect-padded canvas, checked by hand
+    canvas = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+    window = canvas[..., 2 : 2 + 32, 2 : 2 + 32]
+    with torch.no_grad():
+        acc = float((net(window).argmax(1) == y).double().mean())
+    assert d["accuracy"][d["offsets"].index(2)] == pytest.approx(acc)
