@@ -178,7 +178,7 @@ def _stability(spec: str, weights: str, data: str, limit: int, folder: Path, cfg
 
     test = load_dataset(data, limit=limit, progress=False)
     model = load_model(spec, weights)
-    doc = stability_document(model, test.float_images(), test.labels, seed=cfg.seed)
+    doc = stability_document(model, test.float_images(), test.labels, n_repeats=2, pad=6, seed=cfg.seed)
     doc["model"] = {"spec": spec, "weights": weights}
     doc["data"] = {"spec": data, "limit": limit}
     write_json(open_output_dir(folder, overwrite=True) / "stability.json", doc)
