@@ -161,9 +161,13 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     Raises:
         ModelError: unreadable file, a pickled whole model, or mismatched keys/shapes.
     """
-    state = read_state_dict(path)
+    return _load_state(model, read_state_dict(path), Path(path))
+
+
+def _load_state(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> nn.Module:
+    """Load an already-read state_dict into ``model`` (adapting known layouts), or raise ModelError."""
     state = adapt_state_dict(model, state)
-    message = _mismatch_message(model, state, Path(path))
+    message = _mismatch_message(model, state, path)
     if message:
         raise ModelError(message)
     model.load_state_dict(state)
@@ -227,11 +231,12 @@ def load_model(
     """
     model = _build(spec)
     if weights is not None:
+        state = read_state_dict(weights)
         if is_model(spec):  # a registry model trained on another number of classes (e.g. the demo's 8)
-            classes = classes_in_weights(model, read_state_dict(weights))
+            classes = classes_in_weights(model, state)
             if classes is not None:
                 model = create_model(spec, num_classes=classes)
-        load_weights(model, weights)
+        _load_state(model, state, Path(weights))
     if (mean is None) != (std is None):
         raise SpecError("give both --mean and --std, or neither")
     if mean is not None and std is not None:
