@@ -27,14 +27,16 @@ def test_quick_demo_writes_every_document_and_the_report(tmp_path, capsys):
             "circular",
         }
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 5
-    for fig in (
+    figures = (
         "worst_case_vs_radius",
         "consistency",
         "diagonal_curve",
         "certified_vs_radius",
         "corruption_errors",
-    ):
+        "filter_smoothness",
+    )
+    assert page.count("data:image/png;base64,") == len(figures)
+    for fig in figures:
         assert (out / "figures" / f"{fig}.png").stat().st_size > 5000
 
 

@@ -190,6 +190,24 @@ def consistency_bars(entries: list[Entry]) -> Figure | None:
     )
 
 
+def filter_smoothness(entries: list[Entry]) -> Figure | None:
+    """Normalised total variation of each first-layer kernel, one box per trained model."""
+    rows = [
+        e for e in entries if e.kind == "train" and (e.doc.get("filter_smoothness") or {}).get("per_filter")
+    ]
+    if not rows:
+        return None
+    fig, ax = _axes("", "normalised total variation (lower = smoother)")
+    ax.boxplot([e.doc["filter_smoothness"]["per_filter"] for e in rows])
+    ax.set_xticks(range(1, len(rows) + 1), [e.label for e in rows], rotation=20, ha="right", fontsize=8)
+    return Figure(
+        "filter_smoothness",
+        "First-layer filter smoothness: the normalised total variation of each kernel of the first "
+        "convolution, per trained model (Zhang 2019 reports anti-aliased networks learn smoother filters).",
+        _png(fig),
+    )
+
+
 FIGURES: list[Callable[[list[Entry]], Figure | None]] = [
     worst_case_vs_radius,
     consistency_bars,
@@ -197,6 +215,7 @@ FIGURES: list[Callable[[list[Entry]], Figure | None]] = [
     certified_vs_radius,
     corruption_errors,
     flip_probabilities,
+    filter_smoothness,
 ]
 
 

@@ -109,12 +109,17 @@ def tables(entries: list[Entry]) -> list[tuple[str, list[str], list[list[str]]]]
         ]
         out.append(("Consistency", ["model", "images", "shifts", *[f"{m}" for m in modes]], rows))
     rows = [
-        [e.label, str(len(e.doc.get("epochs") or [])), _pct(e.doc.get("test_accuracy"))]
+        [
+            e.label,
+            str(len(e.doc.get("epochs") or [])),
+            _pct(e.doc.get("test_accuracy")),
+            "n/a" if not e.doc.get("filter_smoothness") else f"{e.doc['filter_smoothness']['mean']:.3f}",
+        ]
         for e in entries
         if e.kind == "train"
     ]
     if rows:
-        out.append(("Trained models", ["model", "epochs", "test accuracy"], rows))
+        out.append(("Trained models", ["model", "epochs", "test accuracy", "first-layer TV (mean)"], rows))
     return out
 
 
