@@ -59,3 +59,39 @@ def test_names_work_as_model_specs(name, tmp_path):
     assert main(["attack", "--model", name, "--weights", str(weights), "--data", str(tmp_path / "d.npz"),
                  "--shifts", "grid:1", "--mode", "zero", "--out", str(out), "--quiet"]) == 0
     assert (out / "results.json").is_file()
+
+
+def test_a_registered_name_takes_factory_arguments_in_parentheses():
+    from shiftattack.models import create_model, is_model
+    from shiftattack.models._registry import parse_model_name
+
+    assert parse_model_name("cifar_convnet(width=16)") == ("cifar_convnet", {"width": 16})
+    assert parse_model_name("cifar_convnet") == ("cifar_convnet", {})
+    narrow = create_model("cifar_convnet_blur3(width=16)", num_classes=8)
+    assert narrow.fc.in_features == 8 * 16 and narrow.fc.out_features == 8
+    assert is_model("cifar_convnet(width=16)") and not is_model("no_such_model(width=16)")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("cifar_convnet(wdth=16)", "does not take these arguments"),
+    ("cifar_convnet(16)", "expected name\\(key=value"),
+    ("cifar_convnet(width=sixteen)", "expected name\\(key=value"),
+])
+def test_bad_factory_arguments_are_refused_with_the_expected_form(spec, message):
+    from shiftattack.errors import SpecError
+    from shiftattack.models import create_model
+
+    with pytest.raises(SpecError, match=message):
+        create_model(spec)
+
+
+def test_weights_of_a_narrow_model_load_through_the_same_spec(tmp_path):
+    import torch
+
+    from shiftattack.models import create_model, load_model
+
+    torch.save(create_model("cifar_convnet(width=8)", num_classes=8).state_dict(), tmp_path / "w.pt")
+    model = load_model("cifar_convnet(width=8)", tmp_path / "w.pt")
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 8)
+    with pytest.raises(Exception, match="w.pt"):
+        load_model("cifar_convnet", tmp_path / "w.pt")  # width 32 does not fit width-8 weights

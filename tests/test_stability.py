@@ -61,3 +61,38 @@ def test_the_diagonal_curve_is_centred_on_the_unshifted_image(data):
     with torch.no_grad():
         acc = float((net(window).argmax(1) == y).double().mean())
     assert d["accuracy"][d["offsets"].index(2)] == pytest.approx(acc)
+
+
+def test_flip_rate_against_hand_cropped_windows(data):
+    """flip_rate[u][d-1] = percent of images whose top-1 differs between the centred window and
+    the window whose content moved d px along u, recomputed here by slicing the canvas."""
+    x, y = data
+
+    class PixelLogits(nn.Module):  # logits = 8 fixed pixels: as positional as a model can be
+        def forward(self, z):
+            return z[:, 0, 8:24:2, 15]
+
+    net = PixelLogits()
+    doc = stability_document(net, x, y, modes=("zero",), pad=3)
+    fr = doc["flip_rate"]
+    assert fr["max_distance"] == 3 and fr["mode"] == "crop" and fr["n_images"] == len(y)
+    canvas = torch.nn.functional.pad(x, (3, 3, 3, 3), mode="reflect")
+
+    def top1(dx, dy):  # content moved by (dx, dy): the window's corner moves by (-dx, -dy)
+        with torch.no_grad():
+            return net(canvas[..., 3 - dy : 3 - dy + 32, 3 - dx : 3 - dx + 32]).argmax(1)
+
+    centre = top1(0, 0)
+    for name, (ux, uy) in {"horizontal": (1, 0), "vertical": (0, 1), "diagonal": (1, 1)}.items():
+        expected = [100.0 * float((top1(d * ux, d * uy) != centre).double().mean()) for d in (1, 2, 3)]
+        assert fr["rates"][name] == pytest.approx(expected)
+    assert fr["mean_flip_rate"] == pytest.approx(
+        sum(sum(r) for r in fr["rates"].values()) / 9)
+    assert 0 < fr["mean_flip_rate"] < 100  # the comparison above is not vacuous
+
+
+def test_flip_distance_beyond_the_canvas_is_refused(data):
+    x, y = data
+    net = create_model("small_cnn", num_classes=8, width=8).eval()
+    with pytest.raises(Exception, match="flip_distance must be in 1..pad"):
+        stability_document(net, x, y, modes=("zero",), pad=2, flip_distance=3)

@@ -2,10 +2,15 @@
 
 Factories take keyword arguments only (``num_classes`` at least) and return an
 ``nn.Module`` mapping (N, 3, H, W) floats in [0, 1] to logits (N, num_classes).
+
+A name may carry factory arguments as Python literals: ``cifar_convnet(width=16)`` is
+``create_model("cifar_convnet", width=16)``. Every command that takes ``--model`` accepts
+this form (quote it in a shell).
 """
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +19,7 @@ from torch import nn
 
 from ..errors import SpecError
 
-__all__ = ["register_model", "create_model", "list_models", "is_model"]
+__all__ = ["register_model", "create_model", "list_models", "is_model", "parse_model_name"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -41,8 +46,39 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
+def parse_model_name(spec: str) -> tuple[str, dict[str, object]]:
+    """``"name"`` -> (name, {}); ``"name(k=v, ...)"`` -> (name, {k: v, ...}).
+
+    Values are Python literals (numbers, strings, booleans, None, tuples).
+
+    Raises:
+        SpecError: the arguments are not ``key=literal`` pairs.
+    """
+    spec = spec.strip()
+    if not spec.endswith(")") or "(" not in spec:
+        return spec, {}
+    name, _, args = spec[:-1].partition("(")
+    name = name.strip()
+    try:
+        call = ast.parse(f"f({args})", mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            raise ValueError("positional arguments")
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+        if None in kwargs:
+            raise ValueError("**arguments")
+    except (SyntaxError, ValueError) as exc:
+        raise SpecError(
+            f"invalid model arguments in {spec!r}: expected name(key=value, ...) with literal values "
+            f"such as cifar_convnet(width=16) ({exc})") from None
+    return name, kwargs
+
+
 def is_model(name: str) -> bool:
-    return name in _MODELS
+    """True for a registered name, with or without ``(key=value, ...)`` arguments."""
+    try:
+        return parse_model_name(name)[0] in _MODELS
+    except SpecError:
+        return False
 
 
 def create_model(
@@ -51,7 +87,8 @@ def create_model(
     """Build a registered model by name.
 
     Args:
-        name: a name from :func:`list_models`.
+        name: a name from :func:`list_models`, optionally with factory arguments,
+            ``"cifar_convnet(width=16)"``.
         num_classes: output logits (the factory's default when None).
         weights: a local state_dict file, read with ``torch.load(weights_only=True)``.
         **kwargs: passed to the factory.
@@ -59,11 +96,19 @@ def create_model(
     Returns:
         the model, in train mode as built (eval mode when ``weights`` were loaded).
     """
+    spec = name
+    name, spec_kwargs = parse_model_name(spec)
     if name not in _MODELS:
         raise SpecError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    kwargs = {**spec_kwargs, **kwargs}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    model = _MODELS[name](**kwargs)
+    try:
+        model = _MODELS[name](**kwargs)
+    except TypeError as exc:
+        if not spec_kwargs:
+            raise
+        raise SpecError(f"model {spec!r}: {name} does not take these arguments ({exc})") from None
     if weights is not None:
         from .loading import load_weights
 
