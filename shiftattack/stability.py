@@ -23,9 +23,9 @@ from torch import Tensor
 
 from .api import make_canvas
 from .errors import SpecError
-from .metrics import consistency_shifted, diagonal_curve, flip_rate
+from .metrics import consistency, consistency_shifted, diagonal_curve, flip_rate
 
-__all__ = ["stability_document"]
+__all__ = ["stability_document", "canvas_stability_document"]
 
 
 def stability_document(
@@ -83,3 +83,56 @@ def stability_document(
     }
     out["flip_rate"] = {**flips.to_json(), "pad": pad, "pad_mode": pad_mode}
     return out
+
+
+def canvas_stability_document(
+    model,
+    canvases: Tensor,
+    labels: Tensor,
+    *,
+    size: int,
+    n_repeats: int = 5,
+    flip_distance: int = 8,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Zhang's crop protocol on real canvases (ImageNet: 224 windows of 256 x 256 images).
+
+    - ``consistency["crop"]``: two windows per image and repeat, top-left corners uniform over
+      the canvas (:func:`shiftattack.metrics.consistency`);
+    - ``diagonal``: windows at (d, d), d = 0..(canvas - size), as content shifts centred on 0;
+    - ``flip_rate``: the centred window against windows moved 1..``flip_distance`` px
+      (Leterme et al. use 1 to 8 on ImageNet).
+
+    Args:
+        canvases: (N, 3, S, S) floats in [0, 1], S > ``size``.
+        labels: (N,) integer classes.
+        size: window side in px.
+
+    Returns:
+        a document with the keys of :func:`stability_document` (so ``shiftattack report`` reads
+        it), ``max_shift`` being the largest content shift a window can have.
+    """
+    side = int(min(canvases.shape[-2:]))
+    if not 0 < size < side:
+        raise SpecError(f"window size must be between 1 and the canvas side - 1 ({side - 1}), got {size}")
+    room = side - size
+    if not 1 <= flip_distance <= room // 2:
+        raise SpecError(f"flip_distance must be in 1..{room // 2} for {size}-px windows of {side}-px canvases")
+    with torch.inference_mode():
+        g = torch.Generator().manual_seed(seed)
+        cons = consistency(model, canvases, size=size, n_repeats=n_repeats, generator=g, batch_size=batch_size)
+        curve = diagonal_curve(model, canvases, labels, size=size, max_offset=room, batch_size=batch_size)
+        flips = flip_rate(model, canvases, mode="crop", size=size, max_distance=flip_distance,
+                          base_offsets=((-(flip_distance // 2), -(flip_distance // 2)),), batch_size=batch_size)
+    centre = room // 2
+    return {
+        "consistency": {"crop": cons.consistency},
+        "max_shift": centre,
+        "n_repeats": n_repeats,
+        "seed": seed,
+        "n_images": int(canvases.shape[0]),
+        "diagonal": {"offsets": [centre - d for d in range(room + 1)], "accuracy": list(curve.accuracy),
+                     "correct_prob": list(curve.correct_prob), "pad": centre, "pad_mode": "image"},
+        "flip_rate": {**flips.to_json(), "pad": centre, "pad_mode": "image"},
+    }

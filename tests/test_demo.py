@@ -31,6 +31,7 @@ def test_quick_demo_writes_every_document_and_the_report(tmp_path, capsys):
         "worst_case_vs_radius",
         "consistency",
         "diagonal_curve",
+        "flip_rate_vs_distance",
         "certified_vs_radius",
         "corruption_errors",
         "filter_smoothness",

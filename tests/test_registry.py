@@ -73,7 +73,8 @@ def test_a_registered_name_takes_factory_arguments_in_parentheses():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("cifar_convnet(wdth=16)", "does not take these arguments"),
+    ("cifar_convnet(wdth=16)", "refused these arguments"),
+    ("cifar_convnet(pool_kernel=0)", "pool_kernel must be an integer in 1..7"),
     ("cifar_convnet(16)", "expected name\\(key=value"),
     ("cifar_convnet(width=sixteen)", "expected name\\(key=value"),
 ])

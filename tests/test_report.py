@@ -92,3 +92,35 @@ def test_report_renders_in_a_real_browser_with_its_figures(results, tmp_path):
     ).stdout  # fmt: skip
     assert "<h2>Certificates</h2>" in dom
     assert 'data-figures-rendered="2"' in dom  # both figures decoded by the browser
+
+
+def test_published_figures_appear_beside_ours_with_their_sources(results, tmp_path):
+    from shiftattack.report import published
+
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert published.SOURCES["engstrom2019"] in md  # attack results: the spatial-attack table, cited
+    natural, _, _, grid = published.ENGSTROM["Standard"]
+    assert f"| Standard | {natural:.1f} % |" in md and f"{grid:.1f} %" in md
+    assert published.SOURCES["hendrycks2019"] not in md  # no corruption results: no corruption table
+
+
+def test_stability_documents_give_the_flip_rate_figure_and_column(tmp_path):
+    from shiftattack.data import load_dataset
+    from shiftattack.models import create_model
+    from shiftattack.results import write_json
+    from shiftattack.stability import stability_document
+
+    d = load_dataset("synthetic:test", limit=16)
+    torch_model = create_model("small_cnn", num_classes=8, width=8).eval()
+    doc = stability_document(torch_model, d.float_images(), d.labels, modes=("zero",), n_repeats=1, pad=2)
+    doc["model"] = {"spec": "small_cnn"}
+    (tmp_path / "stab").mkdir()
+    write_json(tmp_path / "stab" / "stability.json", doc)
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "stab"), "--out", str(out)]) == 0
+    png = out / "figures" / "flip_rate_vs_distance.png"
+    assert png.stat().st_size > 5000
+    md = (out / "report.md").read_text()
+    assert f"{doc['flip_rate']['mean_flip_rate']:.2f} % (d ≤ 2 px)" in md

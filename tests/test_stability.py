@@ -96,3 +96,34 @@ def test_flip_distance_beyond_the_canvas_is_refused(data):
     net = create_model("small_cnn", num_classes=8, width=8).eval()
     with pytest.raises(Exception, match="flip_distance must be in 1..pad"):
         stability_document(net, x, y, modes=("zero",), pad=2, flip_distance=3)
+
+
+def test_canvas_protocol_document_against_hand_cropped_windows():
+    """Zhang's crop protocol on canvases: the diagonal's 0 is the centred window, flips match slicing."""
+    from shiftattack.stability import canvas_stability_document
+
+    torch.manual_seed(5)
+    canvases = torch.rand(6, 3, 20, 20)
+    labels = torch.arange(6) % 4
+
+    class PixelLogits(nn.Module):
+        def forward(self, z):
+            return z[:, 0, 2:10:2, 7]
+
+    net = PixelLogits()
+    doc = canvas_stability_document(net, canvases, labels, size=12, n_repeats=3, flip_distance=4)
+    d = doc["diagonal"]
+    assert d["offsets"][0] == 4 and d["offsets"][-1] == -4 and len(d["offsets"]) == 9
+    centred = net(canvases[..., 4:16, 4:16]).argmax(1)
+    assert d["accuracy"][d["offsets"].index(0)] == pytest.approx(float((centred == labels).double().mean()))
+    fr = doc["flip_rate"]
+
+    def top1(dx, dy):  # content shift (dx, dy) from the centred window
+        return net(canvases[..., 4 - dy : 16 - dy, 4 - dx : 16 - dx]).argmax(1)
+
+    base = top1(-2, -2)
+    expected = [100 * float((top1(-2 + k, -2) != base).double().mean()) for k in range(1, 5)]
+    assert fr["rates"]["horizontal"] == pytest.approx(expected)
+    assert 0 <= doc["consistency"]["crop"] <= 100
+    with pytest.raises(Exception, match="flip_distance must be in 1..4"):
+        canvas_stability_document(net, canvases, labels, size=12, flip_distance=5)

@@ -67,6 +67,11 @@ def list_corruptions(pattern: str = "*", *, held_out: bool | None = None) -> lis
 
 
 def get_corruption(name: str) -> Corruption:
+    """The registered :class:`Corruption` called ``name`` (its function, severity parameters and group).
+
+    Raises:
+        SpecError: no corruption of that name (the message lists the registered ones).
+    """
     if name not in _CORRUPTIONS:
         raise SpecError(f"unknown corruption {name!r}; available: {', '.join(_CORRUPTIONS)}")
     return _CORRUPTIONS[name]

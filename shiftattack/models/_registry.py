@@ -105,10 +105,10 @@ def create_model(
         kwargs["num_classes"] = num_classes
     try:
         model = _MODELS[name](**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         if not spec_kwargs:
             raise
-        raise SpecError(f"model {spec!r}: {name} does not take these arguments ({exc})") from None
+        raise SpecError(f"model {spec!r}: {name} refused these arguments ({exc})") from None
     if weights is not None:
         from .loading import load_weights
 

@@ -99,9 +99,20 @@ class CifarConvNet(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
-def cifar_convnet(num_classes: int = 10, width: int = 32) -> CifarConvNet:
-    """The baseline :class:`CifarConvNet` (0.58 M parameters at width 32)."""
-    return CifarConvNet(num_classes=num_classes, width=width)
+def cifar_convnet(num_classes: int = 10, width: int = 32, pool_kernel: int = 2) -> CifarConvNet:
+    """The baseline :class:`CifarConvNet` (0.58 M parameters at width 32).
+
+    ``pool_kernel`` k sets every down-sampling to ``MaxPool2d(k, stride=2, padding=(k - 1) // 2)``
+    (k = 1 is plain subsampling; sizes stay H/2 for every k), for Mouton et al.'s pooling
+    kernel size against stride study (``experiments/stride_homogeneity.py``).
+    """
+    if not isinstance(pool_kernel, int) or not 1 <= pool_kernel <= 7:
+        raise ValueError(f"pool_kernel must be an integer in 1..7, got {pool_kernel!r}")
+    if pool_kernel == 2:
+        return CifarConvNet(num_classes=num_classes, width=width)
+    pad = (pool_kernel - 1) // 2
+    return CifarConvNet(num_classes=num_classes, width=width,
+                        pool=lambda channels: nn.MaxPool2d(pool_kernel, stride=2, padding=pad))
 
 
 def cifar_convnet_blur(

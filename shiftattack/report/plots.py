@@ -39,26 +39,68 @@ def _axes(xlabel: str, ylabel: str, width: float = 6.0):
 
 
 def worst_case_vs_radius(entries: list[Entry]) -> Figure | None:
-    """Worst-case accuracy against the shift radius K, one line per attack run."""
+    """Worst-case accuracy against the shift radius K, one line per model, one panel per shift mode."""
     rows = [e for e in entries if e.kind == "attack"]
     if not rows:
         return None
-    fig, ax = _axes("shift radius K (px)", "worst-case accuracy (%)")
-    for e in rows:
-        d, t = e.doc, e.doc["threat"]
-        curve = d.get("accuracy_vs_radius")
-        if curve:
-            xs = [p["radius"] for p in curve]
-            ys = [100 * p["worst_case_accuracy"] for p in curve]
-        else:  # no per-radius curve (random search or another order): clean and the set's radius
-            xs, ys = [0, t.get("radius") or 0], [100 * d["clean_accuracy"], 100 * d["worst_case_accuracy"]]
-        ax.plot(xs, ys, marker="o", label=f"{e.label}, {t['mode']}")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
+    modes = list(dict.fromkeys(e.doc["threat"]["mode"] for e in rows))
+    fig, axes = plt.subplots(1, len(modes), figsize=(max(6.0, 4.2 * len(modes)), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, mode in zip(axes[0], modes):
+        for e in (r for r in rows if r.doc["threat"]["mode"] == mode):
+            d, t = e.doc, e.doc["threat"]
+            curve = d.get("accuracy_vs_radius")
+            if curve:
+                xs = [p["radius"] for p in curve]
+                ys = [100 * p["worst_case_accuracy"] for p in curve]
+            else:  # no per-radius curve (random search or another order): clean and the set's radius
+                xs, ys = [0, t.get("radius") or 0], [100 * d["clean_accuracy"], 100 * d["worst_case_accuracy"]]
+            ax.plot(xs, ys, marker="o", label=_model_label(e))
+        ax.set_title(f"{mode} mode", fontsize=10)
+        ax.set_xlabel("shift radius K (px)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 100)
+    axes[0][0].set_ylabel("worst-case accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
     return Figure(
         "worst_case_vs_radius",
-        "Worst-case accuracy against the shift radius: an image counts at K when no shift with "
-        "max(|dx|, |dy|) <= K fools the model.",
+        "Worst-case accuracy against the shift radius, one panel per shift mode: an image counts at K "
+        "when no integer shift with max(|dx|, |dy|) <= K fools the model.",
+        _png(fig),
+    )
+
+
+def _model_label(e: Entry) -> str:
+    """The model spec without the folder suffix the collector adds for same-model runs."""
+    model = e.doc.get("model")
+    return str(model.get("spec", e.label)) if isinstance(model, dict) else e.label
+
+
+def flip_rate_vs_distance(entries: list[Entry]) -> Figure | None:
+    """Flip rate against the distance between the two windows, per direction (stability documents)."""
+    rows = [e for e in entries if e.kind == "stability" and e.doc.get("flip_rate")]
+    if not rows:
+        return None
+    directions = list(rows[0].doc["flip_rate"]["rates"])
+    fig, axes = plt.subplots(1, len(directions), figsize=(4.2 * len(directions), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, u in zip(axes[0], directions):
+        for e in rows:
+            rates = e.doc["flip_rate"]["rates"].get(u)
+            if rates:
+                ax.plot(range(1, len(rates) + 1), rates, marker="o", label=e.label)
+        ax.set_title(u, fontsize=10)
+        ax.set_xlabel("shift distance d (px)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("flip rate (%)")
+    axes[0][-1].legend(fontsize=7)
+    fr = rows[0].doc["flip_rate"]
+    return Figure(
+        "flip_rate_vs_distance",
+        "Flip rate against shift distance: percent of images whose top-1 differs between the centred "
+        f"window and the window moved d px horizontally, vertically or diagonally ({fr.get('pad_mode', '')}"
+        f"-padded canvas, {fr.get('pad', '')} px each side; Leterme et al.'s mean flip rate averages "
+        "these cells).",
         _png(fig),
     )
 
@@ -212,6 +254,7 @@ FIGURES: list[Callable[[list[Entry]], Figure | None]] = [
     worst_case_vs_radius,
     consistency_bars,
     diagonal_curve,
+    flip_rate_vs_distance,
     certified_vs_radius,
     corruption_errors,
     flip_probabilities,

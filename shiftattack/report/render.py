@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from ..results import _atomic_write, write_text
+from . import published
 from .collect import Entry
 from .plots import Figure, draw_all
 
@@ -105,9 +106,11 @@ def tables(entries: list[Entry]) -> list[tuple[str, list[str], list[list[str]]]]
                 "n/a" if e.doc["consistency"].get(m) is None else f"{e.doc['consistency'][m]:.2f} %"
                 for m in modes
             ]
+            + [_flip(e.doc)]
             for e in stab
         ]
-        out.append(("Consistency", ["model", "images", "shifts", *[f"{m}" for m in modes]], rows))
+        out.append(("Consistency and flip rate",
+                    ["model", "images", "shifts", *[f"{m}" for m in modes], "mean flip rate"], rows))
     rows = [
         [
             e.label,
@@ -120,6 +123,36 @@ def tables(entries: list[Entry]) -> list[tuple[str, list[str], list[list[str]]]]
     ]
     if rows:
         out.append(("Trained models", ["model", "epochs", "test accuracy", "first-layer TV (mean)"], rows))
+    return out + published_tables({e.kind for e in entries})
+
+
+def _flip(doc: dict) -> str:
+    fr = doc.get("flip_rate")
+    return "n/a" if not fr else f"{fr['mean_flip_rate']:.2f} % (d ≤ {fr['max_distance']} px)"
+
+
+def published_tables(kinds: set[str]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The published figures that compare with the kinds of results present, each titled with its source."""
+    out = []
+    if kinds & {"stability", "train"}:
+        rows = [[model, *(f"{acc:.2f} / {cons:.2f}" for acc, cons in variants.values())]
+                for model, variants in published.ZHANG_IMAGENET.items()]
+        header = ["model", *next(iter(published.ZHANG_IMAGENET.values()))]
+        out.append((f"Published: ImageNet top-1 accuracy / consistency, % ({published.SOURCES['zhang2019']})",
+                    header, rows))
+        rows = [[v, *(f"{x:.1f}" for x in vals)] for v, vals in published.CMOD_CIFAR10.items()]
+        out.append((f"Published: CIFAR-10 ResNet-18 ({published.SOURCES['leterme2024']})",
+                    ["model", "one-crop error %", "ten-crop error %", "mean flip rate (standard = 100)"], rows))
+    if kinds & {"corruption", "perturbation"}:
+        rows = [[m, *(f"{v[k]:.1f} %" if k in v else "n/a"
+                      for k in ("imagenet_c_mce", "imagenet_p_mfr", "imagenet_p_mt5d"))]
+                for m, v in published.HENDRYCKS.items()]
+        out.append((f"Published: ImageNet-C / -P ({published.SOURCES['hendrycks2019']})",
+                    ["model", "ImageNet-C mCE", "ImageNet-P mFR", "ImageNet-P mT5D"], rows))
+    if kinds & {"attack", "certificate"}:
+        rows = [[m, *(f"{v:.1f} %" for v in vals)] for m, vals in published.ENGSTROM.items()]
+        out.append((f"Published: spatial attacks, ImageNet ResNet-18 accuracy ({published.SOURCES['engstrom2019']})",
+                    ["training", "natural", "random", "worst-of-10", "grid"], rows))
     return out
 
 
