@@ -3,7 +3,8 @@
 One command runs the whole comparison and writes, under ``--out``:
 
     models/NAME/            train_log.json (+ model.pt, not for committing)
-    attack/NAME_MODE/       worst-case grid:R attack, modes zero, circular, crop (results.json)
+    attack/NAME_MODE/       worst-case grid:R attack, modes zero, circular, crop (results.json; crop
+                            windows of the image reflect-padded by R px)
     stability/NAME/         consistency, Zhang's diagonal curve, flip rate vs distance
     certify/NAME/           exact certificate on grid:C, zero mode
     corruptions/NAME/       CIFAR-10-C (every corruption, severities 1-5)
@@ -58,8 +59,10 @@ MODELS = {
         ("baseline", "resnet18"),
         ("rect2", "resnet18_blur2"),
         ("tri3", "resnet18_blur3"),
-        ("bin5", "resnet18_blur5"),
-        ("bin7", "resnet18_blur7"),
+        # reflect padding needs feature maps wider than the filter: 32-px inputs shrink to 1 px
+        # in ResNet-18's last stage, so the larger filters pad with zeros
+        ("bin5", "resnet18_blur5(pad_mode='zero')"),
+        ("bin7", "resnet18_blur7(pad_mode='zero')"),
         ("cmod", "resnet18_cmod"),
         ("tri3_cmod", "resnet18_blur3_cmod"),
         ("aps", "resnet18_aps"),
@@ -186,8 +189,9 @@ def evaluate_model(exp: Experiment, name: str, spec: str) -> None:
         argv_a = ["attack", *model, "--data", test, "--limit", str(s.attack_images),
                   "--shifts", f"grid:{s.radius}", "--mode", mode, "--order", "radius",
                   *_common(exp), "--out", str(dest), "--quiet"]
-        if mode == "crop":
-            argv_a += ["--canvas-pad", str(s.radius)]
+        if mode == "crop":  # CIFAR-10 has nothing outside its 32 px: a zero-padded canvas would make crop
+            # exactly zero mode, so the canvas is reflect-padded (real-looking content enters)
+            argv_a += ["--canvas-pad", str(s.radius), "--canvas-pad-mode", "reflect"]
         _step(exp, f"{name}: attack grid:{s.radius} {mode}", dest / "results.json", lambda a=argv_a: _cli(a))
 
     dest = out / "stability" / name

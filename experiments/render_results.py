@@ -276,7 +276,8 @@ def render(folder: Path, stride_dir: Path | None = None, one_pixel_dir: Path | N
         "for a 2-core budget.",
         f"- Clean accuracy: the full 10,000-image test set. Shift attacks: exact grid search over every integer "
         f"shift with |dx|, |dy| <= {sizes['radius']} px on {sizes['attack_images']} class-balanced test images, "
-        f"in zero, circular and crop modes (crop: a {sizes['radius']}-px zero-padded canvas).",
+        f"in zero, circular and crop modes. CIFAR-10 has no content outside its 32 px, so crop windows move over "
+        f"the image reflect-padded by {sizes['radius']} px (a zero-padded canvas would make crop equal zero mode).",
         f"- Consistency: {sizes['stability_images']} images, 5 pairs of random shifts in "
         f"[-{sizes['radius']}, {sizes['radius']}]^2 per image, zero and circular modes (Zhang uses two random "
         "224 crops of a 256 image). Mean flip rate: the centred window against windows moved "

@@ -14,6 +14,7 @@ from . import __version__
 from .cli_benchmark import add_benchmark, add_corrupt
 from .cli_certify import add_certify, add_verify
 from .cli_report import add_demo, add_report
+from .cli_stability import add_stability
 from .errors import ShiftAttackError
 
 __all__ = ["main", "build_parser"]
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify(sub)
     add_report(sub)
     add_demo(sub)
+    add_stability(sub, _positive_int)
     _add_train(sub)
     add_benchmark(sub)
     add_corrupt(sub)

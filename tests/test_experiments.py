@@ -143,3 +143,29 @@ def test_imagenet_eval_runs_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     assert (out / "imagenet-c" / name / "results.json").is_file()
     assert (out / "imagenet-p" / name / "results.json").is_file()
     assert (out / "report.html").is_file() and (out / "figures" / "diagonal_curve.png").is_file()
+
+
+def test_every_tier_model_builds_for_cifar_inputs():
+    """The GPU tier cannot run here; its eight ResNet-18 variants at least build and map 32-px images."""
+    import torch
+
+    from shiftattack.models import create_model
+
+    tiers = _script("cifar10_antialias").MODELS
+    assert [n for n, _ in tiers["cpu"]] == [n for n, _ in tiers["gpu"]]
+    for tier in ("cpu", "gpu"):
+        for _, spec in tiers[tier]:
+            with torch.no_grad():
+                assert create_model(spec, num_classes=10).eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_black_canvas_centres_the_downscaled_image_on_black():
+    import torch
+    import torch.nn.functional as F
+
+    images = torch.rand(3, 3, 32, 32)
+    canvas = _script("one_pixel").black_canvas(images, 24)
+    assert canvas.shape == images.shape
+    assert canvas[..., :4, :].abs().max() == 0 and canvas[..., :, 28:].abs().max() == 0
+    small = F.interpolate(images, size=(24, 24), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(canvas[..., 4:28, 4:28], small.clamp(0, 1))
