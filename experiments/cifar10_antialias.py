@@ -339,8 +339,12 @@ def write_outputs(exp: Experiment, argv: list[str], seconds: float) -> None:
     write_json(exp.out / "summary.json", summary)
     previous = _json(exp.out / "experiment.json") or {}
     steps = {**previous.get("steps_seconds", {}), **exp.steps}
+    command = shlex.join(["python", "experiments/cifar10_antialias.py", *argv])
+    resumed = previous.get("resumed_with", [])
+    if previous.get("command") and previous["command"] != command:  # keep the first run's command
+        resumed, command = resumed + [command], previous["command"]
     write_json(exp.out / "experiment.json", {
-        "command": shlex.join(["python", "experiments/cifar10_antialias.py", *argv]),
+        "command": command, "resumed_with": resumed,
         "tier": exp.tier, "quick": exp.quick, "seed": exp.seed, "data": exp.data,
         "sizes": asdict(exp.sizes), "models": dict(exp.models), "versions": _versions(),
         "steps_seconds": steps, "this_run_seconds": round(seconds, 1),
