@@ -10,6 +10,7 @@ One command runs the whole comparison and writes, under ``--out``:
     corruptions/NAME/       CIFAR-10-C (every corruption, severities 1-5)
     perturbations/NAME/     CIFAR-10-P (every perturbation)
     generated/              the CIFAR-10-C/-P arrays, generated once and shared by every model
+    cost.json               inference images/s of every model, timed interleaved in one process
     summary.json            one row of figures per model, read from the documents above
     report.html, report.md, figures/   ``shiftattack report`` over everything
     experiment.json         command, tier, sizes, seed, versions, seconds per step
@@ -214,6 +215,47 @@ def evaluate_model(exp: Experiment, name: str, spec: str) -> None:
         _step(exp, f"{name}: {suite}", dest / "results.json", lambda a=argv_b: _cli(a))
 
 
+def measure_cost(exp: Experiment, rounds: int = 5) -> None:
+    """Inference cost of every model, timed interleaved in one process: ``cost.json``.
+
+    Per model: the median over ``rounds`` rounds of the wall time of one float32 forward pass
+    of 256 random 32x32 images under ``torch.inference_mode`` (after a warm-up), as images/s
+    and as a ratio to the baseline's time (cost does not depend on the weights, so the
+    untrained models are timed). Interleaving the models round by round spreads any
+    background load over all of them.
+    """
+    import statistics
+
+    import torch
+
+    from shiftattack.models import create_model
+    from shiftattack.results import write_json
+
+    def run():
+        x = torch.rand(exp.sizes.batch_size, 3, 32, 32)
+        models = {name: create_model(spec, num_classes=10).eval() for name, spec in exp.models}
+        times: dict[str, list[float]] = {name: [] for name in models}
+        with torch.inference_mode():
+            for m in models.values():
+                m(x)
+            for _ in range(rounds):
+                for name, m in models.items():
+                    t = time.perf_counter()
+                    m(x)
+                    times[name].append(time.perf_counter() - t)
+        med = {name: statistics.median(v) for name, v in times.items()}
+        base = med.get("baseline")
+        write_json(exp.out / "cost.json", {
+            "protocol": f"median of {rounds} interleaved rounds, one forward of {x.shape[0]} 32x32 images, "
+                        f"float32, inference_mode, {torch.get_num_threads()} threads",
+            "models": {name: {"images_per_s": x.shape[0] / t, "seconds_per_batch": t,
+                              "time_vs_baseline": None if base is None else t / base}
+                       for name, t in med.items()},
+            "versions": _versions()})
+
+    _step(exp, "inference cost of every model", exp.out / "cost.json", run)
+
+
 def _stability(spec: str, weights: str, data: str, limit: int, radius: int, folder: Path, exp) -> None:
     """Consistency (zero, circular), the diagonal curve and flip rates: ``folder/stability.json``."""
     from shiftattack.data import load_dataset
@@ -268,6 +310,10 @@ def summarise(exp: Experiment) -> dict:
             row["mfr"] = _pct(p["mean_fp"])  # CIFAR convention: unnormalised mean flip probability
             row["p_missing"] = p.get("mfr_missing") or []
             row["translate_fp"] = _pct(p["perturbations"].get("translate", {}).get("fp"))
+        cost = (_json(exp.out / "cost.json") or {}).get("models", {}).get(name)
+        if cost:
+            row["images_per_s"] = cost["images_per_s"]
+            row["time_vs_baseline"] = cost["time_vs_baseline"]
         if name == "baseline":
             baseline_flip = row.get("mean_flip_rate")
         rows.append(row)
@@ -325,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     generate_suites(exp)
     for name, spec in exp.models:
         evaluate_model(exp, name, spec)
+    measure_cost(exp)
     write_outputs(exp, argv if argv is not None else sys.argv[1:], time.perf_counter() - started)
     print(f"finished in {time.perf_counter() - started:.0f} s; open {out / 'report.html'}")
     return 0
@@ -342,7 +389,7 @@ def write_outputs(exp: Experiment, argv: list[str], seconds: float) -> None:
     command = shlex.join(["python", "experiments/cifar10_antialias.py", *argv])
     resumed = previous.get("resumed_with", [])
     if previous.get("command") and previous["command"] != command:  # keep the first run's command
-        resumed, command = resumed + [command], previous["command"]
+        resumed, command = list(dict.fromkeys(resumed + [command])), previous["command"]
     write_json(exp.out / "experiment.json", {
         "command": command, "resumed_with": resumed,
         "tier": exp.tier, "quick": exp.quick, "seed": exp.seed, "data": exp.data,

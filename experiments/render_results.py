@@ -42,7 +42,7 @@ def main_table(rows: list[dict], sizes: dict) -> list[str]:
     k = sizes["radius"]
     header = ["model", "clean acc.", "consistency zero / circular", "mean flip rate (norm.)",
               f"worst case K={k} zero / circ. / crop", f"certified grid:{sizes['certify_radius']}",
-              "C-10-C mean err.", "C-10-P mFR", "1st-layer TV", "train s"]
+              "C-10-C mean err.", "C-10-P mFR", "1st-layer TV", "inference img/s"]
     out = []
     for r in rows:
         c = r.get("consistency", {})
@@ -53,7 +53,7 @@ def main_table(rows: list[dict], sizes: dict) -> list[str]:
             f"{_f(r.get('mean_flip_rate'))} ({_f(r.get('mean_flip_rate_normalised'), 1, '')})",
             " / ".join(_f(v, 1) for v in wc), _f(r.get("certified_accuracy"), 1),
             _f(r.get("mce")), _f(r.get("mfr")), _f(r.get("first_layer_tv"), 3, ""),
-            _f(r.get("train_seconds"), 0, ""),
+            _f(r.get("images_per_s"), 0, ""),
         ])
     return _table(header, out)
 
@@ -108,7 +108,12 @@ def claim4(stride: dict | None) -> list[str]:
               f"{sum(worse_gen)} of {len(sets)} datasets → {_verdict(all(worse_gen))}.",
               f"- Stride's invariance grows with local homogeneity: with bare stride (k={kmin}), consistency in order "
               f"of rising H is {', '.join(f'{v:.1f}' for v in stride_only)} % → {_verdict(rising)} "
-              "(rule: strictly increasing).", ""]
+              "(rule: strictly increasing).",
+              "- Caveat: consistency is confounded with accuracy here. Blurring removes information, the models "
+              "trained on blurred data are less accurate, and a less certain model changes its prediction more "
+              "often; the paper's comparison is qualitative and does not control for this either.", ""]
+    if stride.get("_figure"):
+        lines += [f"![consistency and accuracy against the pooling kernel size]({stride['_figure']})", ""]
     return lines
 
 
@@ -141,6 +146,8 @@ def claim5(rows: list[dict], one_pixel: dict | None) -> list[str]:
                   f"protocol, augmentation leaves it at {FIXED} % or more, and no architecture brings both protocols "
                   f"below {FIXED} %. Below {FIXED} % in both: {', '.join(fixed) or 'none'} → "
                   f"{_verdict(many and aug_alone and not fixed)} at CIFAR-10 scale.", ""]
+        if one_pixel.get("_figure"):
+            lines += [f"![P(top-1 change) per model and protocol]({one_pixel['_figure']})", ""]
         return lines
     k1 = [(r["display"], (r.get("flip_rate_by_distance") or {}).get("1"), _drop(r, "crop", 1)) for r in rows]
     d1 = k1[0][1] if rows and rows[0]["name"] == "baseline" else None
@@ -209,21 +216,23 @@ def claims(rows: list[dict], stride: dict | None = None, one_pixel: dict | None 
              "BlurPool twin + CMod": "tri3_cmod"}
     lines += _table(
         ["published model (ResNet-18)", "published one-crop error / mean flip rate", "ours",
-         "our error / mean flip rate (baseline = 100)", "our training s"],
+         "our error / mean flip rate (baseline = 100)", "our inference time (baseline = 1)"],
         [[v, f"{pub[v][0]:.1f} / {pub[v][2]:.1f}", by[n]["display"] if n in by else "n/a",
           f"{_f(100 - by[n]['clean_accuracy'], 2, '')} / {_f(by[n].get('mean_flip_rate_normalised'), 1, '')}"
-          if n in by else "n/a", _f(by[n].get("train_seconds"), 0, "") if n in by else "n/a"]
+          if n in by else "n/a", _f(by[n].get("time_vs_baseline"), 2, "x") if n in by else "n/a"]
          for v, n in names.items()])
     cm, tri = by.get("cmod"), by.get("tri3")
     if cm and tri:
         acc = cm["clean_accuracy"] > tri["clean_accuracy"] + 0.0
-        cost = (cm.get("train_seconds") or 0) < (tri.get("train_seconds") or 0)
+        cost = None if None in (cm.get("time_vs_baseline"), tri.get("time_vs_baseline")) else \
+            cm["time_vs_baseline"] < tri["time_vs_baseline"]
         ratio = cm.get("mean_flip_rate_normalised"), tri.get("mean_flip_rate_normalised")
         comparable = None if None in ratio else ratio[0] <= ratio[1] * 1.25
         lines += [f"- CMod accuracy above BlurPool Tri-3's: {_f(cm['clean_accuracy'])} vs "
                   f"{_f(tri['clean_accuracy'])} → {_verdict(acc)}.",
-                  f"- At lower cost (training seconds in this run, same machine): {_f(cm.get('train_seconds'), 0, ' s')}"
-                  f" vs {_f(tri.get('train_seconds'), 0, ' s')} → {_verdict(cost)}.",
+                  f"- At lower cost (inference time relative to the baseline, timed interleaved in one process, "
+                  f"`cost.json`): {_f(cm.get('time_vs_baseline'), 2, 'x')} vs {_f(tri.get('time_vs_baseline'), 2, 'x')}"
+                  f" → {_verdict(cost)}.",
                   f"- Comparable stability (CMod's normalised mean flip rate within 25 % of Tri-3's): "
                   f"{_f(ratio[0], 1, '')} vs {_f(ratio[1], 1, '')} → {_verdict(comparable)}.", ""]
     # claim 4
@@ -248,10 +257,6 @@ def render(folder: Path, stride_dir: Path | None = None, one_pixel_dir: Path | N
     summary = json.loads((folder / "summary.json").read_text())
     exp = json.loads((folder / "experiment.json").read_text())
     rows, sizes = summary["models"], summary["sizes"]
-    for r in rows:  # training seconds, from the train logs the summary points at
-        log = folder / "models" / r["name"] / "train_log.json"
-        if log.is_file():
-            r["train_seconds"] = json.loads(log.read_text()).get("train_seconds")
     v = exp["versions"]
     rel = folder.as_posix()
     lines = [
@@ -297,8 +302,8 @@ def render(folder: Path, stride_dir: Path | None = None, one_pixel_dir: Path | N
     lines += ["Zero mode:", ""] + radius_table(rows, "zero")
     lines += ["Circular mode:", ""] + radius_table(rows, "circular")
     lines += [f"Figures: [{rel}/report.md]({Path('..') / rel / 'report.md'}) (and `report.html` beside it).", ""]
-    stride = _load(stride_dir)
-    one_pixel = _load(one_pixel_dir)
+    stride = _load(stride_dir, "stride_homogeneity.png")
+    one_pixel = _load(one_pixel_dir, "one_pixel.png")
     lines += ["## Claims", ""] + claims(rows, stride, one_pixel)
     lines += ["## Not run here", "",
               "- The GPU tier (`--tier gpu`, ResNet-18 as in the CMod paper's CIFAR-10 table): no GPU was lent "
@@ -307,9 +312,15 @@ def render(folder: Path, stride_dir: Path | None = None, one_pixel_dir: Path | N
     return "\n".join(lines)
 
 
-def _load(folder: Path | None) -> dict | None:
+def _load(folder: Path | None, figure: str | None = None) -> dict | None:
+    """An experiment's summary.json, with ``_figure``: the link to its figure from docs/."""
     path = None if folder is None else folder / "summary.json"
-    return json.loads(path.read_text()) if path is not None and path.is_file() else None
+    if path is None or not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    if figure and (folder / figure).is_file():
+        doc["_figure"] = (Path("..") / folder / figure).as_posix()
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="shiftattack-demo", help="output folder (default ./shiftattack-demo)")
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "cifar10"])
     p.add_argument("--data", help="CIFAR-10 JPEG zip or python-batches folder (with --dataset cifar10)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: 6 synthetic, 8 cifar10)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: 5 synthetic, 8 cifar10)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: an end-to-end check in seconds")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)

@@ -43,6 +43,9 @@ def test_quick_experiment_summary_equals_the_documents(quick_run):
         cert = json.loads((quick_run / "certify" / row["name"] / "certificate.json").read_text())
         assert row["certified_accuracy"] == pytest.approx(100 * cert["certified_accuracy"])
     base = summary["models"][0]
+    cost = json.loads((quick_run / "cost.json").read_text())["models"]
+    assert base["time_vs_baseline"] == pytest.approx(1.0) and set(cost) == {"baseline", "rect2"}
+    assert summary["models"][1]["images_per_s"] == cost["rect2"]["images_per_s"] > 0
     assert base.get("mean_flip_rate_normalised", 100.0) == pytest.approx(100.0)  # absent when it flips 0 %
     exp = json.loads((quick_run / "experiment.json").read_text())
     assert "--quick" in exp["command"] and exp["versions"]["torch"]
@@ -57,14 +60,16 @@ def test_resume_skips_finished_steps(quick_run, cifar_zip, capsys):
 
 def test_results_page_judges_each_claim_from_the_summary(quick_run, tmp_path):
     page = tmp_path / "results.md"
-    assert _script("render_results").main([str(quick_run), "--out", str(page)]) == 0
+    absent = tmp_path / "not_run"
+    assert _script("render_results").main([str(quick_run), "--out", str(page), "--stride", str(absent),
+                                           "--one-pixel", str(absent)]) == 0
     text = page.read_text()
     summary = json.loads((quick_run / "summary.json").read_text())
     assert f"{summary['models'][0]['clean_accuracy']:.2f} %" in text
     for claim in ("### 1.", "### 2.", "### 3.", "### 4.", "### 5."):
         assert claim in text
     assert text.count("**reproduced**") + text.count("**not reproduced**") >= 4
-    assert "**not tested**" in text  # claim 4 has no experiment yet, and says so
+    assert "**not tested**" in text  # claim 4 without its experiment's results says so
 
 
 def test_unknown_models_and_missing_data_are_refused(tmp_path, capsys):
@@ -169,3 +174,15 @@ def test_black_canvas_centres_the_downscaled_image_on_black():
     assert canvas[..., :4, :].abs().max() == 0 and canvas[..., :, 28:].abs().max() == 0
     small = F.interpolate(images, size=(24, 24), mode="bilinear", antialias=True, align_corners=False)
     assert torch.allclose(canvas[..., 4:28, 4:28], small.clamp(0, 1))
+
+
+def test_committed_results_page_is_rendered_from_the_committed_results(tmp_path, monkeypatch):
+    """docs/results.md must be exactly what render_results.py makes of experiments/results/ (no hand edits)."""
+    folder = ROOT / "experiments" / "results" / "cifar10_antialias_cpu"
+    if not (folder / "summary.json").is_file():
+        pytest.skip("no committed cifar10_antialias results")
+    monkeypatch.chdir(ROOT)
+    page = tmp_path / "results.md"
+    assert _script("render_results").main(["experiments/results/cifar10_antialias_cpu", "--out", str(page)]) == 0
+    assert page.read_text() == (ROOT / "docs" / "results.md").read_text(), \
+        "docs/results.md is stale: run python experiments/render_results.py experiments/results/cifar10_antialias_cpu"

@@ -156,6 +156,13 @@ def published_tables(kinds: set[str]) -> list[tuple[str, list[str], list[list[st
     return out
 
 
+def _split_tables(entries: list[Entry]):
+    """(our tables, the published ones): the page shows ours, then the figures, then the papers'."""
+    every = tables(entries)
+    theirs = [t for t in every if t[0].startswith("Published:")]
+    return [t for t in every if not t[0].startswith("Published:")], theirs
+
+
 def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
     esc = html.escape
     parts = [
@@ -169,13 +176,18 @@ def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
         "</head><body>",
         f"<h1>{esc(title)}</h1>",
     ]
-    for name, header, rows in tables(entries):
+    ours, theirs = _split_tables(entries)
+
+    def table_html(name, header, rows):
         parts.append(f"<h2>{esc(name)}</h2><table><tr>")
-        parts += [f"<th>{esc(h)}</th>" for h in header]
+        parts.extend(f"<th>{esc(h)}</th>" for h in header)
         parts.append("</tr>")
         for row in rows:
             parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
         parts.append("</table>")
+
+    for table in ours:
+        table_html(*table)
     if figures:
         parts.append("<h2>Figures</h2>")
     for f in figures:
@@ -184,6 +196,8 @@ def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
             f'<figure id="{esc(f.name)}"><img alt="{esc(f.caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{esc(f.caption)}</figcaption></figure>"
         )
+    for table in theirs:
+        table_html(*table)
     sources = "".join(f"<li><code>{esc(str(e.path))}</code> ({e.kind})</li>" for e in entries)
     parts.append(f"<h2>Sources</h2><ul>{sources}</ul>")
     # marks how many figures the browser decoded (checked by the headless-browser test)
@@ -197,12 +211,19 @@ def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
 
 def _markdown(entries: list[Entry], figures: list[Figure], title: str) -> str:
     lines = [f"# {title}", ""]
-    for name, header, rows in tables(entries):
-        lines += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    ours, theirs = _split_tables(entries)
+
+    def table_md(name, header, rows):
+        lines.extend([f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)])
+        lines.extend("| " + " | ".join(row) + " |" for row in rows)
         lines.append("")
+
+    for table in ours:
+        table_md(*table)
     for f in figures:
         lines += [f"![{f.caption}](figures/{f.name}.png)", "", f"*{f.caption}*", ""]
+    for table in theirs:
+        table_md(*table)
     lines += ["## Sources", ""] + [f"- `{e.path}` ({e.kind})" for e in entries]
     return "\n".join(lines) + "\n"
 
