@@ -72,8 +72,14 @@ MODELS = {
 
 #: human-readable names for tables and figures
 DISPLAY = {
-    "baseline": "Baseline", "rect2": "BlurPool Rect-2", "tri3": "BlurPool Tri-3", "bin5": "BlurPool Bin-5",
-    "bin7": "BlurPool Bin-7", "cmod": "CMod", "tri3_cmod": "BlurPool Tri-3 + CMod", "aps": "APS",
+    "baseline": "Baseline",
+    "rect2": "BlurPool Rect-2",
+    "tri3": "BlurPool Tri-3",
+    "bin5": "BlurPool Bin-5",
+    "bin7": "BlurPool Bin-7",
+    "cmod": "CMod",
+    "tri3_cmod": "BlurPool Tri-3 + CMod",
+    "aps": "APS",
 }
 
 
@@ -94,12 +100,40 @@ class Sizes:
 
 
 SIZES = {
-    "cpu": Sizes(epochs=4, train_limit=None, attack_images=500, radius=4, stability_images=1000,
-                 certify_images=1000, certify_radius=2, c_images=500, p_images=200),
-    "gpu": Sizes(epochs=30, train_limit=None, attack_images=10000, radius=4, stability_images=10000,
-                 certify_images=10000, certify_radius=4, c_images=10000, p_images=10000),
-    "quick": Sizes(epochs=1, train_limit=512, attack_images=32, radius=2, stability_images=32,
-                   certify_images=32, certify_radius=1, c_images=16, p_images=8, batch_size=64),
+    "cpu": Sizes(
+        epochs=4,
+        train_limit=None,
+        attack_images=500,
+        radius=4,
+        stability_images=1000,
+        certify_images=1000,
+        certify_radius=2,
+        c_images=500,
+        p_images=200,
+    ),
+    "gpu": Sizes(
+        epochs=30,
+        train_limit=None,
+        attack_images=10000,
+        radius=4,
+        stability_images=10000,
+        certify_images=10000,
+        certify_radius=4,
+        c_images=10000,
+        p_images=10000,
+    ),
+    "quick": Sizes(
+        epochs=1,
+        train_limit=512,
+        attack_images=32,
+        radius=2,
+        stability_images=32,
+        certify_images=32,
+        certify_radius=1,
+        c_images=16,
+        p_images=8,
+        batch_size=64,
+    ),
 }
 
 ATTACK_MODES = ("zero", "circular", "crop")
@@ -156,18 +190,37 @@ def _common(exp: Experiment) -> list[str]:
 def generate_suites(exp: Experiment) -> None:
     """CIFAR-10-C and -P arrays for the test subset, generated once (``shiftattack corrupt``)."""
     s, test = exp.sizes, f"{exp.data}:test"
-    for suite, n, names in (("cifar10-c", s.c_images, QUICK_CORRUPTIONS),
-                            ("cifar10-p", s.p_images, QUICK_PERTURBATIONS)):
+    for suite, n, names in (
+        ("cifar10-c", s.c_images, QUICK_CORRUPTIONS),
+        ("cifar10-p", s.p_images, QUICK_PERTURBATIONS),
+    ):
         folder = exp.out / "generated" / suite
-        argv = ["corrupt", "--suite", suite, "--data", test, "--limit", str(n), "--seed", str(exp.seed),
-                "--device", exp.device, "--out", str(folder), "--overwrite", "--quiet"]
+        argv = [
+            "corrupt",
+            "--suite",
+            suite,
+            "--data",
+            test,
+            "--limit",
+            str(n),
+            "--seed",
+            str(exp.seed),
+            "--device",
+            exp.device,
+            "--out",
+            str(folder),
+            "--overwrite",
+            "--quiet",
+        ]
         if exp.quick:
             argv += ["--corruptions", names]
         marker = exp.out / "generated" / f"{suite}.complete"  # the P layout has no labels file to test for
 
         def generate(a=argv, marker=marker):
+            from shiftattack.results import write_text
+
             _cli(a)
-            marker.write_text(shlex.join(a) + "\n")
+            write_text(marker, shlex.join(a) + "\n")
 
         _step(exp, f"generate {suite} ({n} images)", marker, generate)
 
@@ -178,8 +231,25 @@ def evaluate_model(exp: Experiment, name: str, spec: str) -> None:
     train, test = f"{exp.data}:train", f"{exp.data}:test"
     folder = out / "models" / name
     weights = str(folder / "model.pt")
-    argv = ["train", "--model", spec, "--data", train, "--test-data", test, "--epochs", str(s.epochs),
-            "--seed", str(exp.seed), "--device", exp.device, "--out", str(folder), "--overwrite", "--quiet"]
+    argv = [
+        "train",
+        "--model",
+        spec,
+        "--data",
+        train,
+        "--test-data",
+        test,
+        "--epochs",
+        str(s.epochs),
+        "--seed",
+        str(exp.seed),
+        "--device",
+        exp.device,
+        "--out",
+        str(folder),
+        "--overwrite",
+        "--quiet",
+    ]
     if s.train_limit:
         argv += ["--limit", str(s.train_limit)]
     _step(exp, f"{name}: train {spec}", folder / "train_log.json", lambda: _cli(argv))
@@ -187,29 +257,98 @@ def evaluate_model(exp: Experiment, name: str, spec: str) -> None:
     model = ["--model", spec, "--weights", weights]
     for mode in ATTACK_MODES:
         dest = out / "attack" / f"{name}_{mode}"
-        argv_a = ["attack", *model, "--data", test, "--limit", str(s.attack_images),
-                  "--shifts", f"grid:{s.radius}", "--mode", mode, "--order", "radius",
-                  *_common(exp), "--out", str(dest), "--quiet"]
+        argv_a = [
+            "attack",
+            *model,
+            "--data",
+            test,
+            "--limit",
+            str(s.attack_images),
+            "--shifts",
+            f"grid:{s.radius}",
+            "--mode",
+            mode,
+            "--order",
+            "radius",
+            *_common(exp),
+            "--out",
+            str(dest),
+            "--quiet",
+        ]
         if mode == "crop":  # CIFAR-10 has nothing outside its 32 px: a zero-padded canvas would make crop
             # exactly zero mode, so the canvas is reflect-padded (real-looking content enters)
             argv_a += ["--canvas-pad", str(s.radius), "--canvas-pad-mode", "reflect"]
         _step(exp, f"{name}: attack grid:{s.radius} {mode}", dest / "results.json", lambda a=argv_a: _cli(a))
 
     dest = out / "stability" / name
-    _step(exp, f"{name}: stability", dest / "stability.json",
-          lambda: _stability(spec, weights, test, s.stability_images, s.radius, dest, exp))
+    argv_s = [
+        "stability",
+        *model,
+        "--data",
+        test,
+        "--limit",
+        str(s.stability_images),
+        "--max-shift",
+        str(s.radius),
+        "--repeats",
+        "5",
+        "--pad",
+        str(s.radius),
+        "--flip-distance",
+        str(s.radius),
+        "--seed",
+        str(exp.seed),
+        *_common(exp),
+        "--out",
+        str(dest),
+        "--quiet",
+    ]
+    _step(exp, f"{name}: stability", dest / "stability.json", lambda: _cli(argv_s))
 
     dest = out / "certify" / name
-    argv_c = ["certify", "--method", "exact", *model, "--data", test, "--limit", str(s.certify_images),
-              "--shifts", f"grid:{s.certify_radius}", "--mode", "zero", "--device", exp.device,
-              "--out", str(dest), "--overwrite", "--quiet"]
+    argv_c = [
+        "certify",
+        "--method",
+        "exact",
+        *model,
+        "--data",
+        test,
+        "--limit",
+        str(s.certify_images),
+        "--shifts",
+        f"grid:{s.certify_radius}",
+        "--mode",
+        "zero",
+        "--device",
+        exp.device,
+        "--out",
+        str(dest),
+        "--overwrite",
+        "--quiet",
+    ]
     _step(exp, f"{name}: certify grid:{s.certify_radius}", dest / "certificate.json", lambda: _cli(argv_c))
 
-    for suite, sub, n, names in (("cifar10-c", "corruptions", s.c_images, QUICK_CORRUPTIONS),
-                                 ("cifar10-p", "perturbations", s.p_images, QUICK_PERTURBATIONS)):
+    for suite, sub, n, names in (
+        ("cifar10-c", "corruptions", s.c_images, QUICK_CORRUPTIONS),
+        ("cifar10-p", "perturbations", s.p_images, QUICK_PERTURBATIONS),
+    ):
         dest = out / sub / name
-        argv_b = ["benchmark", "--suite", suite, *model, "--data", test, "--limit", str(n),
-                  "--source", str(out / "generated" / suite), *_common(exp), "--out", str(dest), "--quiet"]
+        argv_b = [
+            "benchmark",
+            "--suite",
+            suite,
+            *model,
+            "--data",
+            test,
+            "--limit",
+            str(n),
+            "--source",
+            str(out / "generated" / suite),
+            *_common(exp),
+            "--out",
+            str(dest),
+            "--quiet",
+        ]
         if exp.quick:
             argv_b += ["--corruptions", names]
         _step(exp, f"{name}: {suite}", dest / "results.json", lambda a=argv_b: _cli(a))
@@ -245,31 +384,24 @@ def measure_cost(exp: Experiment, rounds: int = 5) -> None:
                     times[name].append(time.perf_counter() - t)
         med = {name: statistics.median(v) for name, v in times.items()}
         base = med.get("baseline")
-        write_json(exp.out / "cost.json", {
-            "protocol": f"median of {rounds} interleaved rounds, one forward of {x.shape[0]} 32x32 images, "
-                        f"float32, inference_mode, {torch.get_num_threads()} threads",
-            "models": {name: {"images_per_s": x.shape[0] / t, "seconds_per_batch": t,
-                              "time_vs_baseline": None if base is None else t / base}
-                       for name, t in med.items()},
-            "versions": _versions()})
+        write_json(
+            exp.out / "cost.json",
+            {
+                "protocol": f"median of {rounds} interleaved rounds, one forward of {x.shape[0]} 32x32 images, "
+                f"float32, inference_mode, {torch.get_num_threads()} threads",
+                "models": {
+                    name: {
+                        "images_per_s": x.shape[0] / t,
+                        "seconds_per_batch": t,
+                        "time_vs_baseline": None if base is None else t / base,
+                    }
+                    for name, t in med.items()
+                },
+                "versions": _versions(),
+            },
+        )
 
     _step(exp, "inference cost of every model", exp.out / "cost.json", run)
-
-
-def _stability(spec: str, weights: str, data: str, limit: int, radius: int, folder: Path, exp) -> None:
-    """Consistency (zero, circular), the diagonal curve and flip rates: ``folder/stability.json``."""
-    from shiftattack.data import load_dataset
-    from shiftattack.models import load_model
-    from shiftattack.results import open_output_dir, write_json
-    from shiftattack.stability import stability_document
-
-    test = load_dataset(data, limit=limit, progress=False)
-    model = load_model(spec, weights)
-    doc = stability_document(model, test.float_images(), test.labels, max_shift=radius, n_repeats=5,
-                             pad=radius, flip_distance=radius, seed=exp.seed)
-    doc["model"] = {"spec": spec, "weights": weights}
-    doc["data"] = {"spec": data, "limit": limit}
-    write_json(open_output_dir(folder, overwrite=True) / "stability.json", doc)
 
 
 def _json(path: Path) -> dict | None:
@@ -282,15 +414,21 @@ def summarise(exp: Experiment) -> dict:
     baseline_flip = None
     for name, spec in exp.models:
         train = _json(exp.out / "models" / name / "train_log.json") or {}
-        row: dict = {"name": name, "display": DISPLAY[name], "model": spec,
-                     "clean_accuracy": _pct(train.get("test_accuracy"))}
+        row: dict = {
+            "name": name,
+            "display": DISPLAY[name],
+            "model": spec,
+            "clean_accuracy": _pct(train.get("test_accuracy")),
+        }
         smooth = train.get("filter_smoothness") or {}
         row["first_layer_tv"] = smooth.get("mean")
         for mode in ATTACK_MODES:
             doc = _json(exp.out / "attack" / f"{name}_{mode}" / "results.json")
             if doc:
                 row[f"attack_clean_{mode}"] = _pct(doc["clean_accuracy"])
-                row[f"worst_case_{mode}"] = [_pct(v["worst_case_accuracy"]) for v in doc["accuracy_vs_radius"]]
+                row[f"worst_case_{mode}"] = [
+                    _pct(v["worst_case_accuracy"]) for v in doc["accuracy_vs_radius"]
+                ]
         stab = _json(exp.out / "stability" / name / "stability.json")
         if stab:
             row["consistency"] = dict(stab["consistency"])
@@ -320,8 +458,14 @@ def summarise(exp: Experiment) -> dict:
     for row in rows:  # the CMod papers' normalisation: the baseline scores 100
         if baseline_flip and row.get("mean_flip_rate") is not None:
             row["mean_flip_rate_normalised"] = 100.0 * row["mean_flip_rate"] / baseline_flip
-    return {"tier": exp.tier, "quick": exp.quick, "sizes": asdict(exp.sizes), "seed": exp.seed,
-            "attack_modes": list(ATTACK_MODES), "models": rows}
+    return {
+        "tier": exp.tier,
+        "quick": exp.quick,
+        "sizes": asdict(exp.sizes),
+        "seed": exp.seed,
+        "attack_modes": list(ATTACK_MODES),
+        "models": rows,
+    }
 
 
 def _pct(v):
@@ -333,21 +477,34 @@ def _versions() -> dict:
 
     import shiftattack
 
-    return {"shiftattack": shiftattack.__version__, "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "shiftattack": shiftattack.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tier", choices=sorted(MODELS), default="cpu")
-    parser.add_argument("--data", default=None,
-                        help="CIFAR-10 JPEG zip or python-batches folder (default: "
-                             "$SHIFTATTACK_DATA_DIR/cifar10-jpeg.zip, else ../shared/data/cifar10-jpeg.zip)")
-    parser.add_argument("--out", default=None, help="results folder (default experiments/results/cifar10_antialias_TIER)")
-    parser.add_argument("--models", default=None, help="comma-separated subset of: " +
-                        ", ".join(n for n, _ in MODELS["cpu"]))
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="CIFAR-10 JPEG zip or python-batches folder (default: "
+        "$SHIFTATTACK_DATA_DIR/cifar10-jpeg.zip, else ../shared/data/cifar10-jpeg.zip)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="results folder (default experiments/results/cifar10_antialias_TIER)"
+    )
+    parser.add_argument(
+        "--models", default=None, help="comma-separated subset of: " + ", ".join(n for n, _ in MODELS["cpu"])
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true", help="keep every step whose output exists")
@@ -356,16 +513,28 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.data or _default_data()
     if not Path(data).exists():
-        parser.error(f"CIFAR-10 not found at {data}; pass --data PATH (cifar10-jpeg.zip or the batches folder)")
-    out = Path(args.out or f"experiments/results/cifar10_antialias_{args.tier}{'_quick' if args.quick else ''}")
+        parser.error(
+            f"CIFAR-10 not found at {data}; pass --data PATH (cifar10-jpeg.zip or the batches folder)"
+        )
+    out = Path(
+        args.out or f"experiments/results/cifar10_antialias_{args.tier}{'_quick' if args.quick else ''}"
+    )
     only = None
     if args.models:
         only = [m.strip() for m in args.models.split(",")]
         unknown = sorted(set(only) - set(DISPLAY))
         if unknown:
             parser.error(f"unknown --models {', '.join(unknown)}; choose from {', '.join(DISPLAY)}")
-    exp = Experiment(data=data, out=out, tier=args.tier, quick=args.quick, seed=args.seed,
-                     device=args.device, resume=args.resume, only=only)
+    exp = Experiment(
+        data=data,
+        out=out,
+        tier=args.tier,
+        quick=args.quick,
+        seed=args.seed,
+        device=args.device,
+        resume=args.resume,
+        only=only,
+    )
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     generate_suites(exp)
@@ -390,14 +559,26 @@ def write_outputs(exp: Experiment, argv: list[str], seconds: float) -> None:
     resumed = previous.get("resumed_with", [])
     if previous.get("command") and previous["command"] != command:  # keep the first run's command
         resumed, command = list(dict.fromkeys(resumed + [command])), previous["command"]
-    write_json(exp.out / "experiment.json", {
-        "command": command, "resumed_with": resumed,
-        "tier": exp.tier, "quick": exp.quick, "seed": exp.seed, "data": exp.data,
-        "sizes": asdict(exp.sizes), "models": dict(exp.models), "versions": _versions(),
-        "steps_seconds": steps, "this_run_seconds": round(seconds, 1),
-        "total_step_seconds": round(sum(steps.values()), 1),
-    })
-    folders = [exp.out / sub for sub in ("models", "attack", "stability", "certify", "corruptions", "perturbations")]
+    write_json(
+        exp.out / "experiment.json",
+        {
+            "command": command,
+            "resumed_with": resumed,
+            "tier": exp.tier,
+            "quick": exp.quick,
+            "seed": exp.seed,
+            "data": exp.data,
+            "sizes": asdict(exp.sizes),
+            "models": dict(exp.models),
+            "versions": _versions(),
+            "steps_seconds": steps,
+            "this_run_seconds": round(seconds, 1),
+            "total_step_seconds": round(sum(steps.values()), 1),
+        },
+    )
+    folders = [
+        exp.out / sub for sub in ("models", "attack", "stability", "certify", "corruptions", "perturbations")
+    ]
     title = f"cifar10_antialias ({exp.tier} tier{', quick' if exp.quick else ''})"
     write_report(collect([f for f in folders if f.exists()]), exp.out, title)
 

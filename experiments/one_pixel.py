@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -55,26 +54,50 @@ def measure(model, images: torch.Tensor, shift: int, small: int) -> dict:
     from shiftattack.metrics import top1_change
 
     half = shift // 2
-    crop = top1_change(model, make_canvas(images, half, "reflect"), mode="crop", size=tuple(images.shape[-2:]),
-                       n_shifts=shift, direction=(1, 0), start=(-half, 0))
-    black = top1_change(model, black_canvas(images, small), mode="zero", n_shifts=shift, direction=(1, 0),
-                        start=(-half, 0))
+    crop = top1_change(
+        model,
+        make_canvas(images, half, "reflect"),
+        mode="crop",
+        size=tuple(images.shape[-2:]),
+        n_shifts=shift,
+        direction=(1, 0),
+        start=(-half, 0),
+    )
+    black = top1_change(
+        model, black_canvas(images, small), mode="zero", n_shifts=shift, direction=(1, 0), start=(-half, 0)
+    )
     return {"sliding_crop": crop.to_json(), "black_canvas": black.to_json()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", type=Path, default=Path("experiments/results/cifar10_antialias_cpu"),
-                        help="a cifar10_antialias results folder whose models/*/model.pt are measured")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=Path("experiments/results/cifar10_antialias_cpu"),
+        help="a cifar10_antialias results folder whose models/*/model.pt are measured",
+    )
     parser.add_argument("--data", default=None, help="CIFAR-10 (default as in cifar10_antialias.py)")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/one_pixel_cpu"))
     parser.add_argument("--images", type=int, default=1000, help="class-balanced test images (1000)")
     parser.add_argument("--shift", type=int, default=8, help="1-px steps per image (the paper: 8)")
     parser.add_argument("--small", type=int, default=24, help="black canvas: downscaled side in px (24)")
-    parser.add_argument("--no-aug-epochs", type=int, default=None,
-                        help="epochs of the baseline trained without augmentation (default: as the source run)")
+    parser.add_argument(
+        "--no-aug-epochs",
+        type=int,
+        default=None,
+        help="epochs of the baseline trained without augmentation (default: as the source run)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.shift < 2 or args.shift % 2:
+        parser.error(f"--shift must be an even number of 1-px steps (>= 2), got {args.shift}")
+    if not 8 <= args.small <= 32 - args.shift:
+        parser.error(
+            f"--small must be in 8..{32 - args.shift} so the image stays on the 32-px canvas while it "
+            f"moves {args.shift} px, got {args.small}"
+        )
 
     from shiftattack.cli import main as cli
     from shiftattack.data import load_dataset
@@ -97,9 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     noaug = args.out / "models" / NO_AUG
     if not (noaug / "model.pt").is_file():
         epochs = args.no_aug_epochs or exp["sizes"]["epochs"]
-        argv_t = ["train", "--model", models["baseline"], "--data", f"{data}:train", "--test-data", f"{data}:test",
-                  "--epochs", str(epochs), "--augment-pad", "0", "--seed", str(args.seed),
-                  "--out", str(noaug), "--overwrite", "--quiet"]
+        argv_t = [
+            "train",
+            "--model",
+            models["baseline"],
+            "--data",
+            f"{data}:train",
+            "--test-data",
+            f"{data}:test",
+            "--epochs",
+            str(epochs),
+            "--augment-pad",
+            "0",
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(noaug),
+            "--overwrite",
+            "--quiet",
+        ]
         if exp["sizes"].get("train_limit"):
             argv_t += ["--limit", str(exp["sizes"]["train_limit"])]
         print(f"[run ] {NO_AUG}: train without random-crop augmentation", flush=True)
@@ -120,15 +159,37 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(spec, weights)
         with torch.inference_mode():
             res = measure(model, images, args.shift, args.small)
-        rows.append({"name": name, "display": DISPLAY.get(name, "Baseline, no crop augmentation"), "model": spec,
-                     "augmentation": name != NO_AUG, "clean_accuracy": 100 * log["test_accuracy"], **res})
-        print(f"[done] {name}: P(change) crop {100 * res['sliding_crop']['p_top1_change']:.2f} %, "
-              f"black canvas {100 * res['black_canvas']['p_top1_change']:.2f} %", flush=True)
-    doc = {"protocol": {"images": len(images), "shift_steps": args.shift, "direction": "horizontal",
-                        "crop_canvas": f"reflect pad {args.shift // 2} px", "black_canvas_small": args.small},
-           "source": str(args.source), "models": rows, "versions": _versions(),
-           "command": " ".join(["python", "experiments/one_pixel.py", *(argv if argv is not None else sys.argv[1:])]),
-           "seconds": round(time.perf_counter() - started, 1)}
+        rows.append(
+            {
+                "name": name,
+                "display": DISPLAY.get(name, "Baseline, no crop augmentation"),
+                "model": spec,
+                "augmentation": name != NO_AUG,
+                "clean_accuracy": 100 * log["test_accuracy"],
+                **res,
+            }
+        )
+        print(
+            f"[done] {name}: P(change) crop {100 * res['sliding_crop']['p_top1_change']:.2f} %, "
+            f"black canvas {100 * res['black_canvas']['p_top1_change']:.2f} %",
+            flush=True,
+        )
+    doc = {
+        "protocol": {
+            "images": len(images),
+            "shift_steps": args.shift,
+            "direction": "horizontal",
+            "crop_canvas": f"reflect pad {args.shift // 2} px",
+            "black_canvas_small": args.small,
+        },
+        "source": str(args.source),
+        "models": rows,
+        "versions": _versions(),
+        "command": " ".join(
+            ["python", "experiments/one_pixel.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     write_json(args.out / "summary.json", doc)
     _figure(rows, args.out / "one_pixel.png")
     print(f"wrote {args.out / 'summary.json'} and one_pixel.png in {doc['seconds']:.0f} s")
@@ -151,10 +212,9 @@ def _figure(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("P(top-1 change) per 1-px shift (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    from shiftattack.results import _atomic_write
+
+    _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
 
 
 if __name__ == "__main__":

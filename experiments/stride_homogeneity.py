@@ -16,8 +16,9 @@ Local homogeneity (our measure; the paper's is qualitative): on the test images,
 q a uniformly random pixel of the same image and channel. H = 1: neighbours are identical;
 H = 0: neighbours differ as much as random pixels.
 
-Per (dataset, k): test accuracy, and consistency and mean flip rate under integer shifts
-(zero mode, |dx|, |dy| <= 4; :mod:`shiftattack.stability`). No random-crop augmentation
+Per (dataset, k): test accuracy, consistency under integer shifts (zero mode, |dx|, |dy| <= 4)
+and the mean flip rate (windows 1-4 px from the centre of a 4-px reflect-padded canvas;
+:mod:`shiftattack.stability`). No random-crop augmentation
 (flips only), so invariance comes from the architecture and the data, not from training.
 
     python experiments/stride_homogeneity.py --out experiments/results/stride_homogeneity_cpu
@@ -46,8 +47,13 @@ DATASETS = ("synthetic", "cifar10", "cifar10_blur1", "cifar10_blur2")
 def local_homogeneity(images: torch.Tensor, seed: int = 0) -> float:
     """``1 - E|x(p) - x(p+e)| / E|x(p) - x(q)|`` over (N, C, H, W) images (see the module docstring)."""
     x = images.double()
-    neighbour = torch.cat([(x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1),
-                           (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1)], 1).mean()
+    neighbour = torch.cat(
+        [
+            (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1),
+            (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1),
+        ],
+        1,
+    ).mean()
     g = torch.Generator().manual_seed(seed)
     flat = x.flatten(2)
     perm = torch.randint(flat.shape[-1], flat.shape, generator=g)
@@ -80,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="CIFAR-10 (default as in cifar10_antialias.py)")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/stride_homogeneity_cpu"))
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-images", type=int, default=10000, help="class-balanced training subset (10000)")
+    parser.add_argument(
+        "--train-images", type=int, default=10000, help="class-balanced training subset (10000)"
+    )
     parser.add_argument("--test-images", type=int, default=1000, help="class-balanced test subset (1000)")
     parser.add_argument("--kernels", default=",".join(map(str, KERNELS)))
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -122,27 +130,76 @@ def main(argv: list[str] | None = None) -> int:
             spec = f"cifar_convnet(width=16, pool_kernel={k})"
             folder = args.out / "models" / f"{ds}_k{k}"
             if not (folder / "train_log.json").is_file():
-                argv_t = ["train", "--model", spec, "--data", train, "--test-data", test, "--epochs", str(args.epochs),
-                          "--limit", str(args.train_images), "--test-limit", str(args.test_images),
-                          "--augment-pad", "0", "--seed", str(args.seed), "--out", str(folder), "--overwrite",
-                          "--quiet"]
+                argv_t = [
+                    "train",
+                    "--model",
+                    spec,
+                    "--data",
+                    train,
+                    "--test-data",
+                    test,
+                    "--epochs",
+                    str(args.epochs),
+                    "--limit",
+                    str(args.train_images),
+                    "--test-limit",
+                    str(args.test_images),
+                    "--augment-pad",
+                    "0",
+                    "--seed",
+                    str(args.seed),
+                    "--out",
+                    str(folder),
+                    "--overwrite",
+                    "--quiet",
+                ]
                 if cli(argv_t) != 0:
                     sys.exit(f"training {spec} on {ds} failed")
             log = json.loads((folder / "train_log.json").read_text())
             model = load_model(spec, folder / "model.pt")
-            stab = stability_document(model, test_set.float_images(), test_set.labels, modes=("zero",),
-                                      max_shift=4, n_repeats=5, pad=4, flip_distance=4, seed=args.seed)
-            rows.append({"dataset": ds, "homogeneity": homogeneity, "pool_kernel": k, "model": spec,
-                         "test_accuracy": 100 * log["test_accuracy"],
-                         "consistency": stab["consistency"]["zero"],
-                         "mean_flip_rate": stab["flip_rate"]["mean_flip_rate"]})
-            print(f"[done] {ds} k={k}: accuracy {rows[-1]['test_accuracy']:.2f} %, consistency "
-                  f"{rows[-1]['consistency']:.2f} %, mean flip rate {rows[-1]['mean_flip_rate']:.2f} %", flush=True)
-    doc = {"protocol": {"epochs": args.epochs, "train_images": args.train_images, "test_images": args.test_images,
-                        "augmentation": "flips only", "shifts": "zero mode, |dx|, |dy| <= 4", "quick": args.quick},
-           "rows": rows, "versions": _versions(), "seconds": round(time.perf_counter() - started, 1),
-           "command": " ".join(["python", "experiments/stride_homogeneity.py",
-                                *(argv if argv is not None else sys.argv[1:])])}
+            stab = stability_document(
+                model,
+                test_set.float_images(),
+                test_set.labels,
+                modes=("zero",),
+                max_shift=4,
+                n_repeats=5,
+                pad=4,
+                flip_distance=4,
+                seed=args.seed,
+            )
+            rows.append(
+                {
+                    "dataset": ds,
+                    "homogeneity": homogeneity,
+                    "pool_kernel": k,
+                    "model": spec,
+                    "test_accuracy": 100 * log["test_accuracy"],
+                    "consistency": stab["consistency"]["zero"],
+                    "mean_flip_rate": stab["flip_rate"]["mean_flip_rate"],
+                }
+            )
+            print(
+                f"[done] {ds} k={k}: accuracy {rows[-1]['test_accuracy']:.2f} %, consistency "
+                f"{rows[-1]['consistency']:.2f} %, mean flip rate {rows[-1]['mean_flip_rate']:.2f} %",
+                flush=True,
+            )
+    doc = {
+        "protocol": {
+            "epochs": args.epochs,
+            "train_images": args.train_images,
+            "test_images": args.test_images,
+            "augmentation": "flips only",
+            "shifts": "zero mode, |dx|, |dy| <= 4",
+            "quick": args.quick,
+        },
+        "rows": rows,
+        "versions": _versions(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "command": " ".join(
+            ["python", "experiments/stride_homogeneity.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+    }
     write_json(args.out / "summary.json", doc)
     _figure(rows, args.out / "stride_homogeneity.png")
     print(f"wrote {args.out / 'summary.json'} and stride_homogeneity.png in {doc['seconds']:.0f} s")
@@ -159,17 +216,20 @@ def _figure(rows: list[dict], path: Path) -> None:
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == ds]
         label = f"{ds} (H = {sub[0]['homogeneity']:.2f})"
-        axes[0].plot([r["pool_kernel"] for r in sub], [r["consistency"] for r in sub], marker="o", label=label)
-        axes[1].plot([r["pool_kernel"] for r in sub], [r["test_accuracy"] for r in sub], marker="o", label=label)
+        axes[0].plot(
+            [r["pool_kernel"] for r in sub], [r["consistency"] for r in sub], marker="o", label=label
+        )
+        axes[1].plot(
+            [r["pool_kernel"] for r in sub], [r["test_accuracy"] for r in sub], marker="o", label=label
+        )
     for ax, name in zip(axes, ("consistency, zero mode, |shift| <= 4 px (%)", "test accuracy (%)")):
         ax.set_xlabel("max-pool kernel size k (stride 2)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    from shiftattack.results import _atomic_write
+
+    _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
 
 
 if __name__ == "__main__":

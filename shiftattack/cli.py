@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify(sub)
     add_report(sub)
     add_demo(sub)
-    add_stability(sub, _positive_int)
+    add_stability(sub, _positive_int, _floats)
     _add_train(sub)
     add_benchmark(sub)
     add_corrupt(sub)

@@ -48,10 +48,10 @@ def stability_document(
     ``n_repeats``, ``seed``) and ``diagonal`` (``offsets`` d in px from -pad to pad,
     ``accuracy`` and ``correct_prob`` fractions, ``pad``, ``pad_mode``) and ``flip_rate``
     (:class:`~shiftattack.metrics.FlipRateResult` as JSON, percent, crop mode on the canvas;
-    distances 1..``flip_distance``, default ``min(pad, 4)``, at most ``pad``).
+    distances 1..``flip_distance``, default ``min(pad, 4)``, at most ``pad``; None when ``pad`` is 0).
     """
     flip_distance = min(pad, 4) if flip_distance is None else flip_distance
-    if not 1 <= flip_distance <= pad:
+    if pad > 0 and not 1 <= flip_distance <= pad or pad == 0 and flip_distance != 0:
         raise SpecError(f"flip_distance must be in 1..pad ({pad}), got {flip_distance}")
     out: dict[str, Any] = {
         "consistency": {},
@@ -72,8 +72,9 @@ def stability_document(
         # windows whose top-left corner runs along the diagonal from (0, 0) to (2 pad, 2 pad):
         # the content moves from +pad to -pad px in both directions
         curve = diagonal_curve(model, canvas, labels, size=tuple(images.shape[-2:]), max_offset=2 * pad)
-        flips = flip_rate(model, canvas, mode="crop", size=tuple(images.shape[-2:]),
-                          max_distance=flip_distance, batch_size=batch_size)
+        flips = None if pad == 0 else flip_rate(  # no canvas, no windows to move
+            model, canvas, mode="crop", size=tuple(images.shape[-2:]), max_distance=flip_distance,
+            batch_size=batch_size)
     out["diagonal"] = {
         "offsets": [pad - d for d in range(2 * pad + 1)],
         "accuracy": list(curve.accuracy),
@@ -81,7 +82,7 @@ def stability_document(
         "pad": pad,
         "pad_mode": pad_mode,
     }
-    out["flip_rate"] = {**flips.to_json(), "pad": pad, "pad_mode": pad_mode}
+    out["flip_rate"] = None if flips is None else {**flips.to_json(), "pad": pad, "pad_mode": pad_mode}
     return out
 
 
@@ -124,7 +125,7 @@ def canvas_stability_document(
         cons = consistency(model, canvases, size=size, n_repeats=n_repeats, generator=g, batch_size=batch_size)
         curve = diagonal_curve(model, canvases, labels, size=size, max_offset=room, batch_size=batch_size)
         flips = flip_rate(model, canvases, mode="crop", size=size, max_distance=flip_distance,
-                          base_offsets=((-(flip_distance // 2), -(flip_distance // 2)),), batch_size=batch_size)
+                          batch_size=batch_size)  # pairs anchored at the centred window
     centre = room // 2
     return {
         "consistency": {"crop": cons.consistency},

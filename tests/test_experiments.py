@@ -37,7 +37,8 @@ def test_quick_experiment_summary_equals_the_documents(quick_run):
         for mode in ("zero", "circular", "crop"):
             atk = json.loads((quick_run / "attack" / f"{row['name']}_{mode}" / "results.json").read_text())
             assert row[f"worst_case_{mode}"] == pytest.approx(
-                [100 * p["worst_case_accuracy"] for p in atk["accuracy_vs_radius"]])
+                [100 * p["worst_case_accuracy"] for p in atk["accuracy_vs_radius"]]
+            )
         stab = json.loads((quick_run / "stability" / row["name"] / "stability.json").read_text())
         assert row["mean_flip_rate"] == stab["flip_rate"]["mean_flip_rate"]
         cert = json.loads((quick_run / "certify" / row["name"] / "certificate.json").read_text())
@@ -49,11 +50,15 @@ def test_quick_experiment_summary_equals_the_documents(quick_run):
     assert base.get("mean_flip_rate_normalised", 100.0) == pytest.approx(100.0)  # absent when it flips 0 %
     exp = json.loads((quick_run / "experiment.json").read_text())
     assert "--quick" in exp["command"] and exp["versions"]["torch"]
-    assert (quick_run / "report.html").is_file() and (quick_run / "figures" / "flip_rate_vs_distance.png").is_file()
+    assert (quick_run / "report.html").is_file() and (
+        quick_run / "figures" / "flip_rate_vs_distance.png"
+    ).is_file()
 
 
 def test_resume_skips_finished_steps(quick_run, cifar_zip, capsys):
-    _script("cifar10_antialias").main(["--quick", "--data", str(cifar_zip), "--out", str(quick_run), "--resume"])
+    _script("cifar10_antialias").main(
+        ["--quick", "--data", str(cifar_zip), "--out", str(quick_run), "--resume"]
+    )
     out = capsys.readouterr().out
     assert "[run ]" not in out and out.count("[skip]") >= 10
 
@@ -61,8 +66,12 @@ def test_resume_skips_finished_steps(quick_run, cifar_zip, capsys):
 def test_results_page_judges_each_claim_from_the_summary(quick_run, tmp_path):
     page = tmp_path / "results.md"
     absent = tmp_path / "not_run"
-    assert _script("render_results").main([str(quick_run), "--out", str(page), "--stride", str(absent),
-                                           "--one-pixel", str(absent)]) == 0
+    assert (
+        _script("render_results").main(
+            [str(quick_run), "--out", str(page), "--stride", str(absent), "--one-pixel", str(absent)]
+        )
+        == 0
+    )
     text = page.read_text()
     summary = json.loads((quick_run / "summary.json").read_text())
     assert f"{summary['models'][0]['clean_accuracy']:.2f} %" in text
@@ -96,20 +105,43 @@ def test_local_homogeneity_separates_noise_from_smooth_images():
 
 def test_stride_homogeneity_quick_writes_rows_and_the_figure(cifar_zip, tmp_path):
     out = tmp_path / "sh"
-    assert _script("stride_homogeneity").main(
-        ["--quick", "--data", str(cifar_zip), "--out", str(out), "--kernels", "1,3",
-         "--datasets", "synthetic,cifar10_blur1"]) == 0
+    assert (
+        _script("stride_homogeneity").main(
+            [
+                "--quick",
+                "--data",
+                str(cifar_zip),
+                "--out",
+                str(out),
+                "--kernels",
+                "1,3",
+                "--datasets",
+                "synthetic,cifar10_blur1",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "summary.json").read_text())["rows"]
     assert [(r["dataset"], r["pool_kernel"]) for r in rows] == [
-        ("synthetic", 1), ("synthetic", 3), ("cifar10_blur1", 1), ("cifar10_blur1", 3)]
-    assert rows[0]["homogeneity"] < rows[2]["homogeneity"]  # gratings are less homogeneous than blurred photos
+        ("synthetic", 1),
+        ("synthetic", 3),
+        ("cifar10_blur1", 1),
+        ("cifar10_blur1", 3),
+    ]
+    assert (
+        rows[0]["homogeneity"] < rows[2]["homogeneity"]
+    )  # gratings are less homogeneous than blurred photos
     assert (out / "stride_homogeneity.png").stat().st_size > 5000
 
 
 def test_one_pixel_quick_measures_every_model_of_the_source_run(quick_run, cifar_zip, tmp_path):
     out = tmp_path / "op"
-    assert _script("one_pixel").main(["--from", str(quick_run), "--data", str(cifar_zip), "--out", str(out),
-                                      "--images", "16"]) == 0
+    assert (
+        _script("one_pixel").main(
+            ["--from", str(quick_run), "--data", str(cifar_zip), "--out", str(out), "--images", "16"]
+        )
+        == 0
+    )
     doc = json.loads((out / "summary.json").read_text())
     assert [r["name"] for r in doc["models"]] == ["baseline", "baseline_noaug", "rect2"]
     for r in doc["models"]:
@@ -136,10 +168,34 @@ def test_imagenet_eval_runs_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     spec = "cifar_convnet(width=8)"
     torch.save(create_model(spec, num_classes=4).state_dict(), tmp_path / "w.pt")
     out = tmp_path / "eval"
-    assert _script("imagenet_eval").main([
-        "--val", str(tmp_path / "val"), "--model", spec, str(tmp_path / "w.pt"), "--limit", "4", "--radius", "1",
-        "--c-limit", "2", "--p-limit", "1", "--corruptions", "gaussian_noise", "--perturbations", "translate",
-        "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        _script("imagenet_eval").main(
+            [
+                "--val",
+                str(tmp_path / "val"),
+                "--model",
+                spec,
+                str(tmp_path / "w.pt"),
+                "--limit",
+                "4",
+                "--radius",
+                "1",
+                "--c-limit",
+                "2",
+                "--p-limit",
+                "1",
+                "--corruptions",
+                "gaussian_noise",
+                "--perturbations",
+                "translate",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     name = "cifar_convnet_width_8"
     atk = json.loads((out / "attack" / name / "results.json").read_text())
     assert atk["threat"]["mode"] == "crop" and atk["threat"]["crop_size"] == [224, 224]
@@ -183,6 +239,9 @@ def test_committed_results_page_is_rendered_from_the_committed_results(tmp_path,
         pytest.skip("no committed cifar10_antialias results")
     monkeypatch.chdir(ROOT)
     page = tmp_path / "results.md"
-    assert _script("render_results").main(["experiments/results/cifar10_antialias_cpu", "--out", str(page)]) == 0
-    assert page.read_text() == (ROOT / "docs" / "results.md").read_text(), \
+    assert (
+        _script("render_results").main(["experiments/results/cifar10_antialias_cpu", "--out", str(page)]) == 0
+    )
+    assert page.read_text() == (ROOT / "docs" / "results.md").read_text(), (
         "docs/results.md is stale: run python experiments/render_results.py experiments/results/cifar10_antialias_cpu"
+    )

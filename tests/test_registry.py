@@ -77,6 +77,7 @@ def test_a_registered_name_takes_factory_arguments_in_parentheses():
     ("cifar_convnet(pool_kernel=0)", "pool_kernel must be an integer in 1..7"),
     ("cifar_convnet(16)", "expected name\\(key=value"),
     ("cifar_convnet(width=sixteen)", "expected name\\(key=value"),
+    ("cifar_convnet(width=8)(width=16)", "one pair of parentheses"),
 ])
 def test_bad_factory_arguments_are_refused_with_the_expected_form(spec, message):
     from shiftattack.errors import SpecError
@@ -96,3 +97,9 @@ def test_weights_of_a_narrow_model_load_through_the_same_spec(tmp_path):
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 8)
     with pytest.raises(Exception, match="w.pt"):
         load_model("cifar_convnet", tmp_path / "w.pt")  # width 32 does not fit width-8 weights
+
+
+def test_malformed_arguments_of_a_registered_name_get_the_specific_error_on_the_command_line(tmp_path, capsys):
+    assert main(["attack", "--model", "cifar_convnet(width=)", "--data", "synthetic:test", "--limit", "2",
+                 "--shifts", "grid:1", "--mode", "zero", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "invalid model arguments in 'cifar_convnet(width=)'" in capsys.readouterr().err

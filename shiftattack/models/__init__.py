@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import aps, cifar, cmod_models, small, zoo  # noqa: F401  (register their models)
-from ._registry import create_model, is_model, list_models, register_model
+from ._registry import create_model, is_model, list_models, parse_model_name, register_model
 from .aps import ApsPool2d, CircularMaxPool2d, aps_convert, aps_pool2d, aps_resnet
 from .blurpool import BlurPool2d, MaxBlurPool2d, binomial_filter, blur_pool2d, blur_strided_conv
 from .cifar import CifarConvNet
@@ -12,6 +12,7 @@ from .small import SmallCNN
 from .train import evaluate_accuracy, train_classifier
 
 __all__ = [
+    "parse_model_name",
     "ApsPool2d",
     "CircularMaxPool2d",
     "aps_convert",

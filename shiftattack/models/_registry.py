@@ -61,7 +61,9 @@ def parse_model_name(spec: str) -> tuple[str, dict[str, object]]:
     name = name.strip()
     try:
         call = ast.parse(f"f({args})", mode="eval").body
-        if not isinstance(call, ast.Call) or call.args:
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+            raise ValueError("one pair of parentheses")
+        if call.args:
             raise ValueError("positional arguments")
         kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
         if None in kwargs:
@@ -74,11 +76,12 @@ def parse_model_name(spec: str) -> tuple[str, dict[str, object]]:
 
 
 def is_model(name: str) -> bool:
-    """True for a registered name, with or without ``(key=value, ...)`` arguments."""
-    try:
-        return parse_model_name(name)[0] in _MODELS
-    except SpecError:
-        return False
+    """True for a registered name, with or without ``(key=value, ...)`` arguments.
+
+    Only the name is looked up: malformed arguments of a registered name are reported by
+    :func:`create_model`, with what was wrong.
+    """
+    return name.partition("(")[0].strip() in _MODELS
 
 
 def create_model(

@@ -94,13 +94,11 @@ def flip_rate_vs_distance(entries: list[Entry]) -> Figure | None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("flip rate (%)")
     axes[0][-1].legend(fontsize=7)
-    fr = rows[0].doc["flip_rate"]
     return Figure(
         "flip_rate_vs_distance",
         "Flip rate against shift distance: percent of images whose top-1 differs between the centred "
-        f"window and the window moved d px horizontally, vertically or diagonally ({fr.get('pad_mode', '')}"
-        f"-padded canvas, {fr.get('pad', '')} px each side; Leterme et al.'s mean flip rate averages "
-        "these cells).",
+        "window and the window moved d px horizontally, vertically or diagonally (on the canvas each "
+        "stability.json records; Leterme et al.'s mean flip rate averages these cells).",
         _png(fig),
     )
 

@@ -123,7 +123,7 @@ def tables(entries: list[Entry]) -> list[tuple[str, list[str], list[list[str]]]]
     ]
     if rows:
         out.append(("Trained models", ["model", "epochs", "test accuracy", "first-layer TV (mean)"], rows))
-    return out + published_tables({e.kind for e in entries})
+    return out
 
 
 def _flip(doc: dict) -> str:
@@ -158,9 +158,7 @@ def published_tables(kinds: set[str]) -> list[tuple[str, list[str], list[list[st
 
 def _split_tables(entries: list[Entry]):
     """(our tables, the published ones): the page shows ours, then the figures, then the papers'."""
-    every = tables(entries)
-    theirs = [t for t in every if t[0].startswith("Published:")]
-    return [t for t in every if not t[0].startswith("Published:")], theirs
+    return tables(entries), published_tables({e.kind for e in entries})
 
 
 def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
