@@ -198,8 +198,9 @@ def diagonal_curve(entries: list[Entry]) -> Figure | None:
     pad = rows[0].doc["diagonal"]
     return Figure(
         "diagonal_curve",
-        f"Accuracy and mean true-class probability as the image moves along the diagonal inside a "
-        f"{pad['pad_mode']}-padded canvas ({pad['pad']} px each side), as in Zhang (2019).",
+        "Accuracy and mean true-class probability as the image moves along the diagonal inside "
+        + ("its canvas (windows of the resized image" if pad["pad_mode"] == "image"
+           else f"a {pad['pad_mode']}-padded canvas (") + f"; up to {pad['pad']} px each way), as in Zhang (2019).",
         _png(fig),
     )
 
