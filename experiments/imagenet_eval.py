@@ -96,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     common = ["--device", args.device, "--batch-size", str(args.batch_size), "--overwrite", "--quiet"]
     sources = {"imagenet-c": args.imagenet_c, "imagenet-p": args.imagenet_p}
-    for step, suite, limit, names in (
+    suites = [  # (--skip name, suite, images, names)
         ("c", "imagenet-c", args.c_limit, args.corruptions),
         ("p", "imagenet-p", args.p_limit, args.perturbations),
-    ):
+    ]
+    for step, suite, limit, names in suites:
         if step in skip or sources[suite] is not None:
             continue
         # no published files: generate the suite once from the validation images, for every model
@@ -184,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 != 0
             ):
                 sys.exit(f"the stability measurement of {spec} failed")
-        for step, suite, limit, names in (
-            ("c", "imagenet-c", args.c_limit, args.corruptions),
-            ("p", "imagenet-p", args.p_limit, args.perturbations),
-        ):
+        for step, suite, limit, names in suites:
             if step in skip:
                 continue
             print(f"[run ] {name}: {suite}", flush=True)
