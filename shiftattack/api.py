@@ -56,6 +56,7 @@ def load_images_and_model(
     canvas_pad_mode: str = "zero",
     fill: float = 0.0,
     progress: bool = False,
+    trust_pickle: bool = False,
 ):
     """Load a ``--data`` spec and a ``--model`` spec as the attack and certify commands take them.
 
@@ -69,7 +70,7 @@ def load_images_and_model(
     dataset = load_dataset(data, limit=limit, progress=progress, resize=resize)
     if len(dataset) == 0:
         raise ShiftAttackError(f"{data} holds no images")
-    net = load_model(model, weights, mean, std)
+    net = load_model(model, weights, mean, std, trust_pickle=trust_pickle)
     images = dataset.float_images()
     if mode == "crop":
         images = make_canvas(images, canvas_pad, canvas_pad_mode, fill)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from . import __version__
 from .cli_benchmark import add_benchmark, add_corrupt
 from .cli_certify import add_certify, add_verify
+from .cli_options import add_trust_pickle
 from .cli_report import add_demo, add_report
 from .cli_stability import add_stability
 from .errors import ShiftAttackError
@@ -53,6 +54,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", required=True,
                    help="registry name, torchvision:NAME, package.module:callable or file.py:callable")
     g.add_argument("--weights", help="state_dict file (read with torch.load(weights_only=True))")
+    add_trust_pickle(g)
     g.add_argument("--mean", type=_floats, help="per-channel mean the model expects, e.g. 0.485,0.456,0.406")
     g.add_argument("--std", type=_floats, help="per-channel std the model expects")
     g.add_argument("--data", required=True,
@@ -176,6 +178,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     show = not args.quiet
     data, model, images = load_images_and_model(
         args.data, args.model, weights=args.weights, mean=args.mean, std=args.std, limit=args.limit,
+        trust_pickle=args.trust_pickle,
         resize=args.resize, mode=args.mode, canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode,
         fill=args.fill, progress=show)
     result = attack(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_options import add_trust_pickle
+
 __all__ = ["add_benchmark", "add_corrupt"]
 
 _SUITES = ["imagenet-c", "imagenet-p", "cifar10-c", "cifar10-p"]
@@ -87,6 +89,7 @@ def add_benchmark(sub) -> None:
         help="registry name, torchvision:NAME, package.module:callable or file.py:callable",
     )
     m.add_argument("--weights", help="state_dict file (read with torch.load(weights_only=True))")
+    add_trust_pickle(m)
     m.add_argument("--mean", type=_floats, help="per-channel mean the model expects")
     m.add_argument("--std", type=_floats, help="per-channel std the model expects")
     m.add_argument(
@@ -137,6 +140,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         data=args.data,
         source=args.source,
         weights=args.weights,
+        trust_pickle=args.trust_pickle,
         mean=args.mean,
         std=args.std,
         names=args.corruptions,

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from .certify.bound import BoundConfig
+from .cli_options import add_trust_pickle
 
 __all__ = ["add_certify", "add_verify", "VERIFY_FAILED"]
 
@@ -99,6 +100,7 @@ def add_verify(sub) -> None:
     v.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     v.add_argument("--batch-size", type=int, help="forward-pass batch (default: the certificate's)")
     v.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_trust_pickle(v)
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=_cmd_verify)
 
@@ -115,6 +117,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
         mode=args.mode,
         out=args.out,
         weights=args.weights,
+        trust_pickle=args.trust_pickle,
         mean=args.mean,
         std=args.std,
         limit=args.limit,
@@ -163,6 +166,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             device=args.device,
             batch_size=args.batch_size,
             progress=not args.quiet,
+            trust_pickle=args.trust_pickle,
         )
     except CertificateError as exc:
         print(f"verification FAILED: {exc}", file=sys.stderr)

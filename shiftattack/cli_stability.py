@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_options import add_trust_pickle
+
 __all__ = ["add_stability"]
 
 
@@ -24,7 +26,8 @@ def add_stability(sub, positive_int, floats) -> None:
         required=True,
         help="registry name, torchvision:NAME, package.module:callable or file.py:callable",
     )
-    g.add_argument("--weights", help="state_dict file")
+    g.add_argument("--weights", help="state_dict file (read with torch.load(weights_only=True))")
+    add_trust_pickle(g)
     g.add_argument("--mean", type=floats, help="per-channel mean the model expects, e.g. 0.485,0.456,0.406")
     g.add_argument("--std", type=floats, help="per-channel std the model expects")
     g.add_argument(
@@ -65,9 +68,9 @@ def add_stability(sub, positive_int, floats) -> None:
 
 
 def _cmd_stability(args: argparse.Namespace) -> int:
+    from ._exact import INTEGER_MODES
     from .data import load_dataset
     from .engine import resolve_device
-    from ._exact import INTEGER_MODES
     from .errors import SpecError
     from .models import load_model
     from .results import check_output_dir, open_output_dir, write_json
@@ -82,7 +85,7 @@ def _cmd_stability(args: argparse.Namespace) -> int:
     check_output_dir(args.out, args.overwrite)
     device = resolve_device(args.device)
     data = load_dataset(args.data, limit=args.limit, resize=args.resize, progress=not args.quiet)
-    model = load_model(args.model, args.weights, args.mean, args.std).to(device)
+    model = load_model(args.model, args.weights, args.mean, args.std, trust_pickle=args.trust_pickle).to(device)
     x, y = data.float_images().to(device), data.labels.to(device)
     if args.crop_size:  # the metrics evaluate under inference_mode themselves
         flip_distance = 8 if args.flip_distance is None else args.flip_distance

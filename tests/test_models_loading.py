@@ -59,8 +59,21 @@ def test_weights_mismatch_lists_keys_and_shapes(tmp_path):
 
 def test_pickled_model_is_refused(tmp_path):
     torch.save(SmallCNN(width=8), tmp_path / "whole.pt")  # a pickled module, not a state_dict
-    with pytest.raises(ModelError, match="weights_only"):
+    with pytest.raises(ModelError, match="weights_only") as exc:
         load_weights(SmallCNN(width=8), tmp_path / "whole.pt")
+    assert "--trust-pickle" in str(exc.value) and "run code" in str(exc.value)
+
+
+def test_pickled_model_loads_only_when_trusted(tmp_path):
+    torch.manual_seed(4)
+    whole = SmallCNN(width=8)
+    torch.save(whole, tmp_path / "whole.pt")
+    loaded = load_weights(SmallCNN(width=8), tmp_path / "whole.pt", trust_pickle=True)
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), loaded.state_dict().values(),
+                                                  strict=True))
+    (tmp_path / "broken.pt").write_bytes(b"this is not a pickle")
+    with pytest.raises(ModelError, match="cannot unpickle"):
+        load_weights(SmallCNN(width=8), tmp_path / "broken.pt", trust_pickle=True)
 
 
 def test_dataparallel_prefix_is_stripped(tmp_path):

@@ -51,6 +51,7 @@ class BenchmarkConfig:
     data: str | None = None
     source: str = "generated"
     weights: str | None = None
+    trust_pickle: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None
     names: list[str] = field(default_factory=lambda: ["*"])
@@ -147,7 +148,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         check_output_dir(out, cfg.overwrite)
     reference = _normalizer(cfg, suite)
     device = resolve_device(cfg.device)
-    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std)
+    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle)
     runner = ModelRunner(model, device)
     clean = None
     if cfg.data is not None:

@@ -41,6 +41,7 @@ class CertifyConfig:
     mode: str
     out: str
     weights: str | None = None
+    trust_pickle: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None
     limit: int | None = None
@@ -84,6 +85,7 @@ def load_inputs(cfg: CertifyConfig, progress: bool = False) -> Inputs:
     """
     data, model, images = load_images_and_model(
         cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
+        trust_pickle=cfg.trust_pickle,
         resize=cfg.resize, mode=cfg.mode, canvas_pad=cfg.canvas_pad, canvas_pad_mode=cfg.canvas_pad_mode,
         fill=cfg.fill, progress=progress,
     )
@@ -96,7 +98,7 @@ def load_inputs(cfg: CertifyConfig, progress: bool = False) -> Inputs:
     return Inputs(data, model, images, threat, fingerprints)
 
 
-def config_from_document(doc: dict[str, Any], device: str = "auto") -> CertifyConfig:
+def config_from_document(doc: dict[str, Any], device: str = "auto", trust_pickle: bool = False) -> CertifyConfig:
     """The configuration that produced a certificate (for ``verify``)."""
     m, d, t, meth = doc["model"], doc["data"], doc["threat"], doc["method"]
     try:
@@ -108,6 +110,7 @@ def config_from_document(doc: dict[str, Any], device: str = "auto") -> CertifyCo
             mode=t["mode"],
             out="",
             weights=m.get("weights"),
+            trust_pickle=trust_pickle,
             mean=m.get("mean"),
             std=m.get("std"),
             limit=d.get("limit"),

@@ -51,10 +51,14 @@ def verify_certificate(
     device: str = "auto",
     batch_size: int | None = None,
     progress: bool = False,
+    trust_pickle: bool = False,
 ) -> dict[str, Any]:
-    """Verify a certificate; return a small report, raise :class:`CertificateError` on any mismatch."""
+    """Verify a certificate; return a small report, raise :class:`CertificateError` on any mismatch.
+
+    ``trust_pickle`` lets the certified weights file be a pickled whole model (see ``certify``).
+    """
     doc = load_certificate(path)
-    cfg = config_from_document(doc, device)
+    cfg = config_from_document(doc, device, trust_pickle)
     if batch_size is not None:
         cfg.batch_size = batch_size
     inputs = load_inputs(cfg, progress)

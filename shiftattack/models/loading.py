@@ -152,7 +152,7 @@ def _mismatch_message(model: nn.Module, state: Mapping[str, Tensor], path: Path)
     return "\n".join(lines)
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+def load_weights(model: nn.Module, path: str | Path, trust_pickle: bool = False) -> nn.Module:
     """Load a state_dict file into ``model`` safely (``weights_only=True``).
 
     Accepts a plain state_dict or a checkpoint dict holding one under
@@ -161,7 +161,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     Raises:
         ModelError: unreadable file, a pickled whole model, or mismatched keys/shapes.
     """
-    return _load_state(model, read_state_dict(path), Path(path))
+    return _load_state(model, read_state_dict(path, trust_pickle), Path(path))
 
 
 def _load_state(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> nn.Module:
@@ -174,12 +174,17 @@ def _load_state(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> nn
     return model
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Tensor]:
     """The state_dict in a weights file (``weights_only=True``; a checkpoint's ``state_dict`` or
     ``model`` entry; a ``module.`` prefix stripped).
 
+    A file that ``weights_only=True`` refuses (a pickled whole model, or other pickled objects)
+    is unpickled only with ``trust_pickle=True``, because unpickling runs code from the file;
+    a pickled ``nn.Module`` then gives its ``state_dict()``.
+
     Raises:
-        ModelError: a missing or unreadable file, or one that holds no state_dict of tensors.
+        ModelError: a missing or unreadable file, a pickled file without ``trust_pickle``, or one
+            that holds no state_dict of tensors.
     """
     path = Path(path)
     if not path.is_file():
@@ -187,9 +192,15 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelError(
-            f"cannot read weights {path} with torch.load(weights_only=True): {exc}. "
-            "Save a state_dict (torch.save(model.state_dict(), path)), not a pickled model.") from None
+        if not trust_pickle:
+            raise ModelError(
+                f"cannot read weights {path} with torch.load(weights_only=True): {str(exc).splitlines()[0]} "
+                "The file holds pickled objects (a whole model?), and unpickling would run code from it. "
+                "Re-save it as a state_dict (torch.save(model.state_dict(), path)), or pass --trust-pickle "
+                "(trust_pickle=True) if you trust the file.") from None
+        state = _unpickle(path)
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
             if key in state and isinstance(state[key], Mapping):
@@ -200,6 +211,14 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return dict(state)
+
+
+def _unpickle(path: Path):
+    """``torch.load(weights_only=False)``: only on the user's explicit --trust-pickle."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # the file's own code may fail in any way: report it, do not hide it
+        raise ModelError(f"cannot unpickle {path} (--trust-pickle): {type(exc).__name__}: {exc}") from None
 
 
 def classes_in_weights(model: nn.Module, state: Mapping[str, Tensor]) -> int | None:
@@ -224,14 +243,17 @@ def load_model(
     weights: str | Path | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    trust_pickle: bool = False,
 ) -> nn.Module:
     """Build the model of ``spec``, load ``weights`` and wrap it in :class:`Normalize`.
 
-    Returns the model in eval mode on the CPU; its input is (N, 3, H, W) in [0, 1].
+    ``trust_pickle`` allows a weights file that only full unpickling reads (see
+    :func:`read_state_dict`). Returns the model in eval mode on the CPU; its input is
+    (N, 3, H, W) in [0, 1].
     """
     model = _build(spec)
     if weights is not None:
-        state = read_state_dict(weights)
+        state = read_state_dict(weights, trust_pickle)
         if is_model(spec):  # a registry model trained on another number of classes (e.g. the demo's 8)
             classes = classes_in_weights(model, state)
             if classes is not None:
