@@ -217,6 +217,17 @@ def _search_kwargs(args: argparse.Namespace) -> dict:
     return {}
 
 
+#: commands that keep their finished work (units, chunks, epoch checkpoints) for ``--resume``
+RESUMABLE = ("benchmark", "certify", "corrupt", "train")
+
+
+def _interrupted_message(command: str) -> str:
+    if command in RESUMABLE:
+        return (f"interrupted; the finished parts are kept: rerun the same {command} command with --resume "
+                "to do the rest")
+    return "interrupted; no results were written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
@@ -227,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; no results were written", file=sys.stderr)
+        print(_interrupted_message(args.command), file=sys.stderr)
         return 130
 
 

@@ -166,3 +166,21 @@ def test_bad_argument_values_are_rejected_by_the_parser(files):
 def test_console_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "shiftattack", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "attack" in proc.stdout
+
+
+def test_ctrl_c_says_whether_finished_work_was_kept(monkeypatch, tmp_path, capsys):
+    """Exit 130 either way; resumable commands say to --resume, the others that nothing was written."""
+    import shiftattack.api
+    import shiftattack.benchmark
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shiftattack.benchmark, "run_benchmark", interrupt)
+    monkeypatch.setattr(shiftattack.api, "load_images_and_model", interrupt)
+    assert main(["benchmark", "--suite", "cifar10-c", "--model", "small_cnn", "--data", "synthetic:test",
+                 "--out", str(tmp_path / "b")]) == 130
+    assert "rerun the same benchmark command with --resume" in capsys.readouterr().err
+    assert main(["attack", "--model", "small_cnn", "--data", "synthetic:test", "--shifts", "grid:1",
+                 "--mode", "zero", "--out", str(tmp_path / "a")]) == 130
+    assert "no results were written" in capsys.readouterr().err
