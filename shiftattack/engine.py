@@ -9,7 +9,35 @@ from torch import Tensor, nn
 
 from .errors import ModelError, SpecError
 
-__all__ = ["ModelRunner", "resolve_device", "margins"]
+__all__ = ["ModelRunner", "resolve_device", "margins", "checked_logits"]
+
+
+def checked_logits(model: Callable[[Tensor], Tensor], x: Tensor, classes: int | None = None) -> Tensor:
+    """``model(x)`` as logits (B, classes), or a :class:`ModelError` saying what went wrong.
+
+    Any exception the model raises (except CUDA out-of-memory, which callers may handle) and any
+    malformed output (not a tensor, not (B, classes), another class count than ``classes``,
+    NaN or Inf) becomes a ModelError with the input shape or what was returned.
+    """
+    try:
+        out = model(x)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"the model raised {type(exc).__name__} on input of shape {tuple(x.shape)}: {exc}"
+        ) from exc
+    if not isinstance(out, Tensor):
+        raise ModelError(f"the model must return a logits tensor, got {type(out).__name__}")
+    if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] < 1:
+        raise ModelError(
+            f"the model must return logits of shape ({x.shape[0]}, classes) for {x.shape[0]} inputs; "
+            f"got {tuple(out.shape)}")
+    if classes is not None and out.shape[1] != classes:
+        raise ModelError(f"the model returned {out.shape[1]} classes, earlier {classes}")
+    if not bool(torch.isfinite(out).all()):
+        raise ModelError("the model returned NaN or Inf logits; expected finite values")
+    return out
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -64,23 +92,9 @@ class ModelRunner:
     def forward(self, x: Tensor) -> Tensor:
         """Logits with autograd enabled (for first-order attacks)."""
         x = x.to(device=self.device, dtype=self.dtype)
-        try:
-            out = self.model(x)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as exc:
-            raise ModelError(
-                f"the model raised {type(exc).__name__} on input of shape {tuple(x.shape)}: {exc}"
-            ) from exc
-        if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ModelError(f"the model must return logits of shape ({x.shape[0]}, classes); got {got}")
+        out = checked_logits(self.model, x, self.num_classes)
         if self.num_classes is None:
             self.num_classes = int(out.shape[1])
-        elif out.shape[1] != self.num_classes:
-            raise ModelError(f"the model returned {out.shape[1]} classes, earlier {self.num_classes}")
-        if not bool(torch.isfinite(out).all()):
-            raise ModelError("the model returned NaN or Inf logits")
         return out
 
     def check_labels(self, labels: Tensor, sample: Tensor) -> None:

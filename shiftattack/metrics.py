@@ -38,7 +38,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .errors import DataError, ModelError, ShapeError, SpecError, check_images, check_shape
+from .errors import DataError, ShapeError, SpecError, check_images, check_shape
+from .engine import checked_logits
 from .shifts import INTEGER_MODES, crop_window, shift
 
 __all__ = [
@@ -125,20 +126,7 @@ def _evaluate(model: Model, n: int, make_batch: Batcher, batch_size: int) -> Ten
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             inputs = make_batch(slice(start, min(n, start + batch_size)))
-            logits, m = model(inputs), inputs.shape[0]
-            if not isinstance(logits, Tensor):
-                raise ModelError(f"model must return a logits tensor, got {type(logits).__name__}")
-            if logits.dim() != 2 or logits.shape[0] != m or logits.shape[1] < 1:
-                raise ModelError(
-                    f"model must return logits of shape ({m}, classes) for {m} inputs, "
-                    f"got {tuple(logits.shape)}"
-                )
-            if chunks and logits.shape[1] != chunks[0].shape[1]:
-                raise ModelError(
-                    f"model returned {logits.shape[1]} classes, earlier {chunks[0].shape[1]}"
-                )
-            if not bool(torch.isfinite(logits).all()):
-                raise ModelError("model returned NaN or Inf logits; expected finite values")
+            logits = checked_logits(model, inputs, chunks[0].shape[1] if chunks else None)
             chunks.append(logits if logits.dtype == torch.float64 else logits.float())
     return torch.cat(chunks)
 

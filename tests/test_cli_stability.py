@@ -165,3 +165,17 @@ def test_mean_std_reach_the_model_and_pad_zero_gives_no_flip_rate(weights, tmp_p
     assert (
         unnormalised["diagonal"]["correct_prob"] != expected["diagonal"]["correct_prob"]
     )  # the test can fail
+
+
+def test_a_model_that_raises_exits_2_with_a_clear_message(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "class Broken(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        raise RuntimeError('boom')\n"
+        "def make():\n"
+        "    return Broken()\n")
+    assert main(["stability", "--model", f"{tmp_path / 'net.py'}:make", "--data", "synthetic:test", "--limit", "4",
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "the model raised RuntimeError" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "stability.json").exists()

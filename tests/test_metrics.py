@@ -325,3 +325,15 @@ def test_bad_model_output_raises_model_error(images, bad_model, match):
         flip_rate(bad_model, images, mode="circular", max_distance=1)
     with pytest.raises(ModelError, match=match):
         consistency_shifted(bad_model, images, mode="zero", max_shift=1)
+
+
+def test_a_model_that_raises_gives_a_model_error_naming_the_exception(images):
+    """The metrics (and so the stability command) report a failing model like the attacks do."""
+
+    def broken(v):
+        raise RuntimeError("boom")
+
+    with pytest.raises(ModelError, match=r"the model raised RuntimeError on input of shape .*: boom"):
+        flip_rate(broken, images, mode="circular", max_distance=1)
+    with pytest.raises(ModelError, match="raised RuntimeError"):
+        consistency_shifted(broken, images, mode="zero", max_shift=1)
