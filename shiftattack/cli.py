@@ -7,6 +7,7 @@ Every error on bad input is printed as one ``error: ...`` line with exit status
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +17,7 @@ from .cli_certify import add_certify, add_verify
 from .cli_options import add_trust_pickle
 from .cli_report import add_demo, add_report
 from .cli_stability import add_stability
-from .errors import ShiftAttackError
+from .errors import PeerFailed, ShiftAttackError
 
 __all__ = ["main", "build_parser"]
 
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of random draws and restarts")
     s.add_argument("--steps", type=_positive_int, default=10, help="gradient: steps per restart")
     s.add_argument("--restarts", type=_positive_int, default=3, help="gradient: restarts")
+    s.add_argument("--chunk-size", type=_positive_int, default=500,
+                   help="images per stored unit; --resume redoes at most the units that were running, "
+                        "and torchrun processes share the units (default 500)")
+    s.add_argument("--resume", action="store_true", help="keep the finished chunks of an interrupted run")
     a.set_defaults(func=_cmd_attack)
     add_certify(sub, _add_common)
     add_verify(sub)
@@ -168,57 +173,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_attack(args: argparse.Namespace) -> int:
-    import torch
-
-    from .api import attack, load_images_and_model
-    from .results import check_output_dir, open_output_dir, write_csv, write_json
+    from .attack_job import AttackConfig, run_attack
     from .summary import attack_summary
 
-    out = check_output_dir(args.out, args.overwrite)
-    show = not args.quiet
-    data, model, images = load_images_and_model(
-        args.data, args.model, weights=args.weights, mean=args.mean, std=args.std, limit=args.limit,
-        trust_pickle=args.trust_pickle,
-        resize=args.resize, mode=args.mode, canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode,
-        fill=args.fill, progress=show)
-    result = attack(
-        model, images, data.labels, shifts=args.shifts, mode=args.mode, interpolation=args.interp,
-        fill=args.fill, crop_size=args.crop_size, method=args.attack, batch_size=args.batch_size,
-        device=args.device, progress=show, **_search_kwargs(args),
-    )
-    doc = result.to_json(data.indices)
-    doc["model"] = {"spec": args.model, "weights": args.weights, "mean": args.mean, "std": args.std}
-    doc["data"] = {"spec": args.data, "limit": args.limit, "resize": args.resize, "n_images": len(data),
-                   "image_size": list(data.images.shape[-2:])}
-    doc["versions"] = {"shiftattack": __version__, "torch": torch.__version__}
-    path = open_output_dir(out, args.overwrite)
-    write_json(path / "results.json", doc)
-    rot = result.threat.shifts.has_rotation
-    header = ["index", "label", "clean_pred", "robust", "worst_dx", "worst_dy"]
-    header += ["worst_angle", "worst_margin", "n_evaluated"] if rot else ["worst_margin", "n_evaluated"]
-    rows = ([r["index"], r["label"], r["clean_pred"], int(r["robust"]), *r["worst_shift"],
-             f"{r['worst_margin']:.6g}", r["n_evaluated"]] for r in doc["images"])
-    write_csv(path / "results.csv", header, rows)
-    if show:
-        print(attack_summary(doc))
-        print(f"wrote {path / 'results.json'} and {path / 'results.csv'}")
+    cfg = AttackConfig(
+        model=args.model, data=args.data, shifts=args.shifts, mode=args.mode, out=args.out,
+        weights=args.weights, trust_pickle=args.trust_pickle, mean=args.mean, std=args.std,
+        limit=args.limit, resize=args.resize, interp=args.interp, fill=args.fill, crop_size=args.crop_size,
+        canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode, method=args.attack,
+        early_exit=not args.no_early_exit, order=args.order, seed=args.seed, steps=args.steps,
+        restarts=args.restarts, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
+        overwrite=args.overwrite, resume=args.resume)
+    doc = run_attack(cfg, progress=not args.quiet)
+    if doc is not None and not args.quiet:
+        print(attack_summary(doc, doc["_seconds"]))
+        print(f"wrote {args.out}/results.json and {args.out}/results.csv")
     return 0
 
 
-def _search_kwargs(args: argparse.Namespace) -> dict:
-    if args.attack in ("auto", "grid"):
-        if args.shifts.startswith("random"):
-            return {"seed": args.seed}
-        return {"early_exit": not args.no_early_exit, "order": args.order}
-    if args.attack == "random":
-        return {"seed": args.seed}
-    if args.attack == "gradient":
-        return {"seed": args.seed, "steps": args.steps, "restarts": args.restarts}
-    return {}
-
+#: commands that ``torchrun`` can run on several processes
+DISTRIBUTED = ("attack", "benchmark", "certify")
 
 #: commands that keep their finished work (units, chunks, epoch checkpoints) for ``--resume``
-RESUMABLE = ("benchmark", "certify", "corrupt", "train")
+RESUMABLE = ("attack", "benchmark", "certify", "corrupt", "train")
 
 
 def _interrupted_message(command: str) -> str:
@@ -229,17 +206,37 @@ def _interrupted_message(command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this; rank 0 alone
+    prints progress and summaries, and the others' messages name their rank.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and args.command not in DISTRIBUTED:
+        print(f"error: {args.command} runs in one process; torchrun shares only "
+              f"{', '.join(DISTRIBUTED)}", file=sys.stderr)
+        return 2
+    if rank > 0 and hasattr(args, "quiet"):
+        args.quiet = True
+    who = f"[rank {rank} of {world}] " if world > 1 else ""
     try:
         return int(args.func(args))
+    except PeerFailed:
+        return 2
     except ShiftAttackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {who}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(_interrupted_message(args.command), file=sys.stderr)
+        print(who + _interrupted_message(args.command), file=sys.stderr)
         return 130
+    finally:
+        if world > 1:
+            from .distributed import shutdown
+
+            shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

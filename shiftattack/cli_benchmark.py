@@ -156,7 +156,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     doc = run_benchmark(cfg, progress=not args.quiet)
-    if not args.quiet:
+    if doc is not None and not args.quiet:
         print(benchmark_summary(doc))
         print(f"wrote {args.out}/results.json and {args.out}/results.csv")
     return 0

@@ -143,7 +143,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     doc = run_certify(cfg, progress=not args.quiet)
-    if not args.quiet:
+    if doc is not None and not args.quiet:
         print(certificate_summary(doc))
         print(f"wrote {args.out}/certificate.json and {args.out}/certificate.csv in {doc['_seconds']:.1f} s")
     return 0

@@ -19,6 +19,7 @@ __all__ = [
     "DataError",
     "ModelError",
     "OutputError",
+    "PeerFailed",
     "check_shape",
     "check_images",
 ]
@@ -46,6 +47,10 @@ class ModelError(ShiftAttackError):
 
 class OutputError(ShiftAttackError):
     """An output folder cannot be written (exists without --overwrite, not writable)."""
+
+
+class PeerFailed(ShiftAttackError):
+    """Another process of a distributed run failed first; its own message says why."""
 
 
 def check_shape(x: torch.Tensor, dims: Sequence[str | int], name: str = "input") -> None:

@@ -9,8 +9,11 @@ def _pct(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:6.2f}%"
 
 
-def attack_summary(doc: dict) -> str:
-    """A small table from an attack ``results.json`` document (never recomputed)."""
+def attack_summary(doc: dict, seconds: float | None = None) -> str:
+    """A small table from an attack ``results.json`` document (never recomputed).
+
+    ``seconds``: the run's wall time (``timing.json``), shown beside the forward passes.
+    """
     threat = doc["threat"]
     attack = doc["attack"]
     lines = [
@@ -20,8 +23,8 @@ def attack_summary(doc: dict) -> str:
         f"  images              {doc['n_images']:>8d}",
         f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
         f"  worst-case accuracy {_pct(doc['worst_case_accuracy'])}",
-        f"  forward passes      {doc['n_evaluated']:>8d}  in {doc['seconds']:.2f} s"
-        f"  ({doc['n_evaluated'] / max(doc['seconds'], 1e-9):,.0f} per s)",
+        f"  forward passes      {doc['n_evaluated']:>8d}" + ("" if seconds is None else
+            f"  in {seconds:.2f} s  ({doc['n_evaluated'] / max(seconds, 1e-9):,.0f} per s)"),
     ]
     curve = doc.get("accuracy_vs_radius")
     if curve:

@@ -9,6 +9,7 @@ resuming with a different identity is refused rather than mixing two runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,13 @@ from typing import Any
 from .errors import OutputError
 from .results import write_json
 
-__all__ = ["UnitStore"]
+__all__ = ["UnitStore", "unit_seed"]
+
+
+def unit_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed for one work unit, a stable hash of the run seed and the unit's name parts."""
+    text = "/".join([str(int(seed)), *map(str, parts)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
 
 
 class UnitStore:
@@ -32,6 +39,8 @@ class UnitStore:
     def __init__(self, out: Path, identity: dict[str, Any], resume: bool) -> None:
         self.dir = Path(out) / "units"
         self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob(".*.tmp"):  # a write cut short by a killed run
+            stale.unlink(missing_ok=True)
         run_file = self.dir / "run.json"
         identity = json.loads(json.dumps(identity))
         if resume and run_file.exists():
@@ -46,6 +55,14 @@ class UnitStore:
             for f in self.dir.glob("*.json"):
                 f.unlink()
             write_json(run_file, identity)
+
+    @classmethod
+    def attach(cls, out: Path) -> UnitStore:
+        """The store of a run that rank 0 has set up (other ranks of a distributed run)."""
+        self = cls.__new__(cls)
+        self.dir = Path(out) / "units"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self
 
     def _path(self, key: str) -> Path:
         return self.dir / f"{key}.json"
@@ -63,3 +80,21 @@ class UnitStore:
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Store unit ``key`` atomically."""
         write_json(self._path(key), value)
+
+
+def open_run(out: str | Path, identity: dict[str, Any], *, overwrite: bool, resume: bool,
+             ctx=None) -> tuple[Path, UnitStore]:
+    """Check and create a run's output folder and its unit store, on every rank of the job.
+
+    Every rank checks the folder before any rank creates it; rank 0 then creates it
+    and sets up the store (clearing old units unless ``resume``); the others attach.
+    Returns ``(folder, store)``.
+    """
+    from .distributed import current
+    from .results import check_output_dir, open_output_dir
+
+    ctx = ctx or current()
+    check_output_dir(out, overwrite or resume)
+    ctx.barrier()
+    store = ctx.on_main(lambda: UnitStore(open_output_dir(out, overwrite or resume), identity, resume))
+    return Path(out), store if store is not None else UnitStore.attach(Path(out))

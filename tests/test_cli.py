@@ -170,17 +170,22 @@ def test_console_entry_point_runs():
 
 def test_ctrl_c_says_whether_finished_work_was_kept(monkeypatch, tmp_path, capsys):
     """Exit 130 either way; resumable commands say to --resume, the others that nothing was written."""
-    import shiftattack.api
+    import shiftattack.attack_job
     import shiftattack.benchmark
+    import shiftattack.data
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(shiftattack.benchmark, "run_benchmark", interrupt)
-    monkeypatch.setattr(shiftattack.api, "load_images_and_model", interrupt)
+    monkeypatch.setattr(shiftattack.attack_job, "load_images_and_model", interrupt)
+    monkeypatch.setattr(shiftattack.data, "load_dataset", interrupt)
     assert main(["benchmark", "--suite", "cifar10-c", "--model", "small_cnn", "--data", "synthetic:test",
                  "--out", str(tmp_path / "b")]) == 130
     assert "rerun the same benchmark command with --resume" in capsys.readouterr().err
     assert main(["attack", "--model", "small_cnn", "--data", "synthetic:test", "--shifts", "grid:1",
                  "--mode", "zero", "--out", str(tmp_path / "a")]) == 130
+    assert "rerun the same attack command with --resume" in capsys.readouterr().err
+    assert main(["stability", "--model", "small_cnn", "--data", "synthetic:test",
+                 "--out", str(tmp_path / "s")]) == 130
     assert "no results were written" in capsys.readouterr().err

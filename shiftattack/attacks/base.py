@@ -123,7 +123,10 @@ class AttackResult:
         ]
 
     def to_json(self, indices: Tensor | None = None) -> dict:
-        """The ``results.json`` document: aggregate numbers, threat, per-image records."""
+        """The ``results.json`` document: aggregate numbers, threat, per-image records.
+
+        No wall-clock time goes in (it is :attr:`seconds`), so equal inputs give equal documents.
+        """
         curve = self.accuracy_vs_radius()
         return {
             "clean_accuracy": self.clean_accuracy,
@@ -134,7 +137,6 @@ class AttackResult:
             "accuracy_vs_radius": None if curve is None else [
                 {"radius": k, "worst_case_accuracy": a} for k, a in curve],
             "n_evaluated": int(self.n_evaluated.sum()),
-            "seconds": self.seconds,
             "images": self.image_records(indices),
         }
 

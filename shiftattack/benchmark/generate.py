@@ -15,7 +15,6 @@ sees exactly the pixels ``corrupt`` writes (before the ImageNet-P video encoding
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
 
@@ -27,16 +26,11 @@ from torch import Tensor
 from ..corruptions import corrupt
 from ..corruptions.perturbations import perturb
 from ..data.corrupted import to_uint8
+from ..units import unit_seed
 
 __all__ = ["unit_seed", "chunk_size", "center_crop", "jpeg_roundtrip", "corrupted_chunks", "sequence_chunks"]
 
 JPEG_QUALITY = 85  # ImageNet-C's saved files (CORRUPTIONS.md section 1)
-
-
-def unit_seed(seed: int, *parts: object) -> int:
-    """A 63-bit seed for one work unit, a stable hash of the run seed and the unit's name parts."""
-    text = "/".join([str(int(seed)), *map(str, parts)])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
 
 
 def chunk_size(height: int, width: int, frames: int = 1) -> int:

@@ -27,8 +27,9 @@ from ..data import LabeledImages, load_dataset
 from ..engine import ModelRunner, resolve_device
 from ..errors import SpecError
 from ..models import load_model
-from ..results import check_output_dir, open_output_dir, write_csv, write_json
-from ..units import UnitStore
+from ..distributed import current, run_units
+from ..results import check_output_dir, write_csv, write_json
+from ..units import open_run
 from .scores import c_scores, p_scores
 from .sources import SUITES, Suite, c_unit_batches, check_source, p_unit_batches, p_unit_length
 
@@ -123,8 +124,12 @@ def _identity(cfg: BenchmarkConfig, clean: LabeledImages | None) -> dict[str, An
     return ident
 
 
-def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a benchmark; write ``results.json`` and ``results.csv``; return the document."""
+def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any] | None:
+    """Run (or resume) a benchmark; write ``results.json`` and ``results.csv``; return the document.
+
+    Under ``torchrun`` the units are shared among the processes; rank 0 writes the
+    files and returns the document, the other ranks return None.
+    """
     suite = _suite(cfg.suite)
     source = check_source(cfg.source)
     if source == "generated" and cfg.data is None:
@@ -143,26 +148,30 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         if cfg.difficulty not in (1, 2, 3):
             raise SpecError(f"difficulty must be 1, 2 or 3, got {cfg.difficulty}")
         severities = []
-    out = Path(cfg.out)
     if not cfg.resume:
-        check_output_dir(out, cfg.overwrite)
+        check_output_dir(cfg.out, cfg.overwrite)
     reference = _normalizer(cfg, suite)
-    device = resolve_device(cfg.device)
-    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle)
+    ctx = current()
+    show = progress and ctx.is_main
+    device = resolve_device(ctx.device(cfg.device))
+    model = ctx.sync_model(load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle))
     runner = ModelRunner(model, device)
     clean = None
     if cfg.data is not None:
         resize = cfg.resize or (suite.resize if source == "generated" else None)
-        clean = load_dataset(cfg.data, limit=cfg.limit, progress=progress, resize=resize)
+        clean = load_dataset(cfg.data, limit=cfg.limit, progress=show, resize=resize)
         if len(clean) == 0:
             raise SpecError(f"{cfg.data} holds no images")
-    out = open_output_dir(out, overwrite=True)
-    store = UnitStore(out, _identity(cfg, clean), cfg.resume)
+    out, store = open_run(cfg.out, _identity(cfg, clean), overwrite=True, resume=cfg.resume, ctx=ctx)
     if suite.kind == "c":
-        units = _c_units(cfg, suite, names, severities, clean, source, runner, store, progress)
+        units = _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, show)
+        if units is None:
+            return None
         doc = c_scores(units, names, severities, reference)
     else:
-        units = _p_units(cfg, suite, names, clean, source, runner, store, device, progress)
+        units = _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show)
+        if units is None:
+            return None
         doc = p_scores(units, names, cfg.difficulty, reference)
     doc = {
         "suite": suite.name,
@@ -182,13 +191,11 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
     return doc
 
 
-def _c_units(cfg, suite, names, severities, clean, source, runner, store, progress) -> dict[str, Any]:
+def _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, show) -> dict[str, Any] | None:
     keys = (["clean"] if clean is not None else []) + [f"{n}__s{s}" for n in names for s in severities]
-    todo = [k for k in keys if store.get(k) is None]
     n_img = len(clean) if clean is not None else None
-    bar = tqdm(total=len(todo) * n_img if n_img else None, unit="img", disable=not progress, desc=suite.name)
-    for key in todo:
-        bar.set_postfix_str(key.replace("__s", " s"))
+
+    def compute(key: str) -> dict[str, Any]:
         if key == "clean":
             batches = (
                 (clean.images[s : s + 1000], clean.labels[s : s + 1000]) for s in range(0, len(clean), 1000)
@@ -215,25 +222,30 @@ def _c_units(cfg, suite, names, severities, clean, source, runner, store, progre
             pred = _predict(runner, x, cfg.batch_size).argmax(1)
             correct += int((pred == y).sum())
             n += int(y.numel())
-            bar.update(int(y.numel()))
-        store.put(key, {"n": n, "correct": correct, "error": 1 - correct / n if n else None})
-    bar.close()
-    return {k: store.get(k) for k in keys}
+        return {"n": n, "correct": correct, "error": 1 - correct / n if n else None}
+
+    bar = None
+    if ctx.is_main:
+        bar = tqdm(total=len(keys) * n_img if n_img else len(keys), unit="img" if n_img else "unit",
+                   disable=not show, desc=suite.name)
+    units = run_units(keys, compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
+                      weight=lambda key: n_img or 1)
+    if bar is not None:
+        bar.close()
+    return units
 
 
-def _p_units(cfg, suite, names, clean, source, runner, store, device, progress) -> dict[str, Any]:
-    todo = [n for n in names if store.get(n) is None]
+def _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show) -> dict[str, Any] | None:
     lengths = {
         n: p_unit_length(suite, n, clean=clean, source=source, limit=cfg.limit, difficulty=cfg.difficulty)
-        for n in todo
+        for n in names
     }
-    bar = tqdm(total=sum(lengths.values()), unit="seq", disable=not progress, desc=suite.name)
-    for name in todo:
-        bar.set_postfix_str(name)
+
+    def compute(name: str) -> dict[str, Any]:
         noise = get_perturbation(name).noise
         flips = pairs = 0
         t5d = 0.0
-        t5d_pairs = n = 0
+        t5d_pairs = n = t = 0
         for frames in p_unit_batches(
             suite,
             name,
@@ -249,20 +261,23 @@ def _p_units(cfg, suite, names, clean, source, runner, store, device, progress) 
             f, p = flip_counts(logits.argmax(-1), noise=noise, difficulty=cfg.difficulty)
             d, q = t5d_sums(logits, noise=noise, difficulty=cfg.difficulty)
             flips, pairs, t5d, t5d_pairs, n = flips + f, pairs + p, t5d + d, t5d_pairs + q, n + b
-            bar.update(b)
-        store.put(
-            name,
-            {
-                "n": n,
-                "frames": t if n else None,
-                "flips": flips,
-                "pairs": pairs,
-                "t5d_sum": t5d,
-                "t5d_pairs": t5d_pairs,
-            },
-        )
-    bar.close()
-    return {n: store.get(n) for n in names}
+        return {
+            "n": n,
+            "frames": t if n else None,
+            "flips": flips,
+            "pairs": pairs,
+            "t5d_sum": t5d,
+            "t5d_pairs": t5d_pairs,
+        }
+
+    bar = None
+    if ctx.is_main:
+        bar = tqdm(total=sum(lengths.values()), unit="seq", disable=not show, desc=suite.name)
+    units = run_units(list(names), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
+                      weight=lambda name: lengths[name])
+    if bar is not None:
+        bar.close()
+    return units
 
 
 def _write_csv(out: Path, suite: Suite, doc: dict[str, Any]) -> None:

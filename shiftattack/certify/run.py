@@ -22,8 +22,9 @@ from ..api import load_images_and_model
 from ..engine import resolve_device
 from ..errors import ShiftAttackError, SpecError
 from ..models.loading import file_sha256
-from ..results import check_output_dir, open_output_dir, write_csv, write_json
-from ..units import UnitStore
+from ..distributed import current, run_units
+from ..results import check_output_dir, write_csv, write_json
+from ..units import open_run
 from .document import METHODS, seal, state_sha256
 from .methods import build_threat, certify_chunk, curve, describe
 
@@ -142,15 +143,21 @@ def _identity(cfg: CertifyConfig, fingerprints: dict[str, Any]) -> dict[str, Any
     return {**keep, **fingerprints, "version": __version__}
 
 
-def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the job described by ``cfg`` and return the certificate document it wrote."""
+def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | None:
+    """Run the job described by ``cfg`` and return the certificate document it wrote.
+
+    Under ``torchrun`` the chunks are shared among the processes and rank 0 writes the
+    certificate; the other ranks return None.
+    """
     if cfg.method not in METHODS:
         raise SpecError(f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
     if cfg.chunk_size < 1:
         raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
-    out = check_output_dir(cfg.out, cfg.overwrite or cfg.resume)
-    device = resolve_device(cfg.device)
-    inputs = load_inputs(cfg, progress)
+    check_output_dir(cfg.out, cfg.overwrite or cfg.resume)
+    ctx = current()
+    show = progress and ctx.is_main
+    device = resolve_device(ctx.device(cfg.device))
+    inputs = load_inputs(cfg, show)
     data, model, images, threat, fingerprints = (
         inputs.data,
         inputs.model,
@@ -158,26 +165,33 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any]:
         inputs.threat,
         inputs.fingerprints,
     )
-    path = open_output_dir(out, cfg.overwrite or cfg.resume)
-    store = UnitStore(path, _identity(cfg, fingerprints), cfg.resume)
-    records: list[dict] = []
+    if not ctx.all_ok(fingerprints["state_sha256"] == ctx.broadcast(fingerprints["state_sha256"])):
+        raise ShiftAttackError(
+            "the processes loaded different models (a model without --weights is initialised at random "
+            "in each process); give --weights to certify under torchrun"
+        )
+    path, store = open_run(cfg.out, _identity(cfg, fingerprints), overwrite=cfg.overwrite,
+                           resume=cfg.resume, ctx=ctx)
     start = time.perf_counter()
     n = len(data)
-    bar = tqdm(total=n, disable=not progress, unit="img", desc=f"certify {cfg.method}")
-    for lo in range(0, n, cfg.chunk_size):
+    starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
+
+    def compute(key: str) -> dict[str, Any]:
+        lo = starts[key]
         hi = min(lo + cfg.chunk_size, n)
-        key = f"chunk-{lo:08d}"
-        unit = store.get(key)
-        if unit is None:
-            chunk = certify_chunk(
-                cfg, model, images[lo:hi], data.labels[lo:hi], data.indices[lo:hi], threat, device, progress
-            )
-            unit = {"records": chunk}
-            store.put(key, unit)
-        records.extend(unit["records"])
-        bar.update(hi - lo)
-        bar.set_postfix(certified=f"{sum(r['certified'] for r in records) / len(records):.3f}")
-    bar.close()
+        chunk = certify_chunk(
+            cfg, model, images[lo:hi], data.labels[lo:hi], data.indices[lo:hi], threat, device, show
+        )
+        return {"records": chunk}
+
+    bar = tqdm(total=n, disable=not show, unit="img", desc=f"certify {cfg.method}") if ctx.is_main else None
+    units = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
+                      weight=lambda key: min(cfg.chunk_size, n - starts[key]))
+    if bar is not None:
+        bar.close()
+    if units is None:
+        return None
+    records = [r for u in units.values() for r in u["records"]]
     doc = _document(cfg, threat, records, fingerprints, device, data)
     write_json(path / "certificate.json", doc)
     _write_csv(path / "certificate.csv", records)
