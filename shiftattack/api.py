@@ -57,6 +57,7 @@ def load_images_and_model(
     fill: float = 0.0,
     progress: bool = False,
     trust_pickle: bool = False,
+    strict: bool = False,
 ):
     """Load a ``--data`` spec and a ``--model`` spec as the attack and certify commands take them.
 
@@ -67,7 +68,7 @@ def load_images_and_model(
     from .errors import ShiftAttackError
     from .models import load_model
 
-    dataset = load_dataset(data, limit=limit, progress=progress, resize=resize)
+    dataset = load_dataset(data, limit=limit, progress=progress, resize=resize, strict=strict)
     if len(dataset) == 0:
         raise ShiftAttackError(f"{data} holds no images")
     net = load_model(model, weights, mean, std, trust_pickle=trust_pickle)

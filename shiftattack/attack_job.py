@@ -52,6 +52,7 @@ class AttackConfig:
     std: list[float] | None = None
     limit: int | None = None
     resize: int | None = None
+    strict: bool = False
     interp: str = "exact"
     fill: float = 0.0
     crop_size: tuple[int, int] | None = None
@@ -155,7 +156,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     device = resolve_device(ctx.device(cfg.device))
     data, model, images = load_images_and_model(
         cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
-        trust_pickle=cfg.trust_pickle, resize=cfg.resize, mode=cfg.mode, canvas_pad=cfg.canvas_pad,
+        trust_pickle=cfg.trust_pickle, resize=cfg.resize, strict=cfg.strict, mode=cfg.mode, canvas_pad=cfg.canvas_pad,
         canvas_pad_mode=cfg.canvas_pad_mode, fill=cfg.fill, progress=show)
     ctx.sync_model(model)
     threat = _threat(cfg, tuple(images.shape[-2:]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from . import __version__
@@ -17,7 +18,7 @@ from .cli_certify import add_certify, add_verify
 from .cli_options import add_trust_pickle
 from .cli_report import add_demo, add_report
 from .cli_stability import add_stability
-from .errors import PeerFailed, ShiftAttackError
+from .errors import PeerFailed, ShiftAttackError, ShiftAttackWarning
 
 __all__ = ["main", "build_parser"]
 
@@ -61,6 +62,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True,
                    help="ImageFolder dir, ImageFolder .zip[:split], CIFAR-10 batches dir[:split], or .npz")
     g.add_argument("--limit", type=_positive_int, help="deterministic class-balanced subset of N images")
+    g.add_argument("--strict", action="store_true",
+                   help="stop at an unreadable image file (default: skip it with a warning naming it)")
     g.add_argument("--resize", type=_positive_int,
                    help="resize the shorter side to N px and centre-crop N x N (ImageNet canvases: 256)")
     t = p.add_argument_group("threat")
@@ -179,7 +182,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     cfg = AttackConfig(
         model=args.model, data=args.data, shifts=args.shifts, mode=args.mode, out=args.out,
         weights=args.weights, trust_pickle=args.trust_pickle, mean=args.mean, std=args.std,
-        limit=args.limit, resize=args.resize, interp=args.interp, fill=args.fill, crop_size=args.crop_size,
+        limit=args.limit, resize=args.resize, strict=args.strict, interp=args.interp, fill=args.fill, crop_size=args.crop_size,
         canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode, method=args.attack,
         early_exit=not args.no_early_exit, order=args.order, seed=args.seed, steps=args.steps,
         restarts=args.restarts, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
@@ -222,6 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rank > 0 and hasattr(args, "quiet"):
         args.quiet = True
     who = f"[rank {rank} of {world}] " if world > 1 else ""
+    default_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ShiftAttackWarning):
+            if rank == 0:
+                print(f"warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         return int(args.func(args))
     except PeerFailed:
@@ -233,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(who + _interrupted_message(args.command), file=sys.stderr)
         return 130
     finally:
+        warnings.showwarning = default_show
         if world > 1:
             from .distributed import shutdown
 

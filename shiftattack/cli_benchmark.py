@@ -61,6 +61,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     r = p.add_argument_group("run")
     r.add_argument("--limit", type=_positive_int, help="deterministic class-balanced subset of N images")
+    r.add_argument("--strict", action="store_true",
+                   help="stop at an unreadable image file of --data (default: skip it with a warning)")
     r.add_argument(
         "--resize",
         type=_positive_int,
@@ -148,6 +150,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         difficulty=args.difficulty,
         limit=args.limit,
         resize=args.resize,
+        strict=args.strict,
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
@@ -174,6 +177,7 @@ def _cmd_corrupt(args: argparse.Namespace) -> int:
         difficulty=args.difficulty,
         limit=args.limit,
         resize=args.resize,
+        strict=args.strict,
         seed=args.seed,
         device=args.device,
         overwrite=args.overwrite,

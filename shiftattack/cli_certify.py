@@ -118,6 +118,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
         out=args.out,
         weights=args.weights,
         trust_pickle=args.trust_pickle,
+        strict=args.strict,
         mean=args.mean,
         std=args.std,
         limit=args.limit,

@@ -36,6 +36,8 @@ def add_stability(sub, positive_int, floats) -> None:
         help="ImageFolder dir or .zip[:split], CIFAR-10 batches, .npz, synthetic:test",
     )
     g.add_argument("--limit", type=positive_int, help="deterministic class-balanced subset of N images")
+    g.add_argument("--strict", action="store_true",
+                   help="stop at an unreadable image file (default: skip it with a warning naming it)")
     g.add_argument("--resize", type=positive_int, help="resize the shorter side and centre-crop (canvases)")
     t = p.add_argument_group("protocol")
     t.add_argument(
@@ -84,7 +86,8 @@ def _cmd_stability(args: argparse.Namespace) -> int:
         )
     check_output_dir(args.out, args.overwrite)
     device = resolve_device(args.device)
-    data = load_dataset(args.data, limit=args.limit, resize=args.resize, progress=not args.quiet)
+    data = load_dataset(args.data, limit=args.limit, resize=args.resize, progress=not args.quiet,
+                        strict=args.strict)
     model = load_model(args.model, args.weights, args.mean, args.std, trust_pickle=args.trust_pickle).to(device)
     x, y = data.float_images().to(device), data.labels.to(device)
     if args.crop_size:  # the metrics evaluate under inference_mode themselves

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .errors import ModelError, SpecError
+from .errors import BatchSizeWarning, ModelError, SpecError
 
-__all__ = ["ModelRunner", "resolve_device", "margins", "checked_logits"]
+__all__ = ["ModelRunner", "resolve_device", "margins", "checked_logits", "is_out_of_memory"]
 
 
-def checked_logits(model: Callable[[Tensor], Tensor], x: Tensor, classes: int | None = None) -> Tensor:
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (CUDA, or the CPU allocator giving up)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower())
+
+
+def checked_logits(model: Callable[[Tensor], Tensor], x: Tensor, classes: int | None = None,
+                   pass_oom: bool = False) -> Tensor:
     """``model(x)`` as logits (B, classes), or a :class:`ModelError` saying what went wrong.
 
-    Any exception the model raises (except CUDA out-of-memory, which callers may handle) and any
-    malformed output (not a tensor, not (B, classes), another class count than ``classes``,
-    NaN or Inf) becomes a ModelError with the input shape or what was returned.
+    Any exception the model raises and any malformed output (not a tensor, not
+    (B, classes), another class count than ``classes``, NaN or Inf) becomes a
+    ModelError with the input shape or what was returned. Out of memory is
+    re-raised as it is when ``pass_oom`` (the caller retries with smaller batches).
     """
     try:
         out = model(x)
-    except torch.cuda.OutOfMemoryError:
-        raise
     except Exception as exc:
+        if is_out_of_memory(exc):
+            if pass_oom:
+                raise
+            raise ModelError(f"out of memory on a batch of {x.shape[0]} inputs of shape "
+                             f"{tuple(x.shape[1:])}; lower --batch-size") from exc
         raise ModelError(
             f"the model raised {type(exc).__name__} on input of shape {tuple(x.shape)}: {exc}"
         ) from exc
@@ -83,6 +97,8 @@ class ModelRunner:
             model = model.to(self.device).eval()
         self.model = model
         self.num_classes: int | None = None
+        #: the largest batch the model has been given since an out-of-memory error (None: no limit)
+        self.max_batch: int | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits (B, K) for inputs (B, C, H, W), under ``inference_mode``."""
@@ -90,9 +106,33 @@ class ModelRunner:
             return self.forward(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits with autograd enabled (for first-order attacks)."""
+        """Logits with autograd enabled (for first-order attacks).
+
+        Out of memory halves the batch and retries (with one :class:`BatchSizeWarning`
+        per halving); the smaller size is kept for later calls. One input that does
+        not fit is a :class:`ModelError`.
+        """
         x = x.to(device=self.device, dtype=self.dtype)
-        out = checked_logits(self.model, x, self.num_classes)
+        b = x.shape[0]
+        if self.max_batch is not None and b > self.max_batch:
+            step = self.max_batch  # a later halving applies within each piece
+            return torch.cat([self.forward(x[s : s + step]) for s in range(0, b, step)])
+        try:
+            out = checked_logits(self.model, x, self.num_classes, pass_oom=True)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if b == 1:
+                raise ModelError(f"out of memory on a single input of shape {tuple(x.shape[1:])} on "
+                                 f"{self.device}; use a smaller input size or another device") from exc
+            del exc
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.max_batch = (b + 1) // 2
+            warnings.warn(f"out of memory on {self.device} with a batch of {b}; continuing with batches of "
+                          f"{self.max_batch} (a --batch-size of {self.max_batch} or less avoids the retry)",
+                          BatchSizeWarning, stacklevel=2)
+            return self.forward(x)
         if self.num_classes is None:
             self.num_classes = int(out.shape[1])
         return out

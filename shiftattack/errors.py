@@ -20,6 +20,9 @@ __all__ = [
     "ModelError",
     "OutputError",
     "PeerFailed",
+    "ShiftAttackWarning",
+    "DataWarning",
+    "BatchSizeWarning",
     "check_shape",
     "check_images",
 ]
@@ -47,6 +50,18 @@ class ModelError(ShiftAttackError):
 
 class OutputError(ShiftAttackError):
     """An output folder cannot be written (exists without --overwrite, not writable)."""
+
+
+class ShiftAttackWarning(UserWarning):
+    """Base class of the toolkit's warnings (the command line prints them as ``warning: ...``)."""
+
+
+class DataWarning(ShiftAttackWarning):
+    """Data were read with a change the user should know of (files skipped, images converted)."""
+
+
+class BatchSizeWarning(ShiftAttackWarning):
+    """A batch did not fit in memory and was split (results are unchanged)."""
 
 
 class PeerFailed(ShiftAttackError):

@@ -61,9 +61,14 @@ def _atomic_write(path: Path, data: str | Callable[[BinaryIO], None]) -> None:
     """Write ``data`` (text, or a function writing to a binary file) to a temporary file, then rename.
 
     The file gets mode 0o644 (``mkstemp`` creates 0o600, which would hide results and
-    datasets from the other users of a shared folder).
+    datasets from the other users of a shared folder). An operating-system error (disk
+    full, folder removed or made read-only) is an :class:`OutputError` naming the file;
+    the temporary file is removed and ``path`` keeps its earlier content, if any.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, 0o644)
@@ -75,6 +80,9 @@ def _atomic_write(path: Path, data: str | Callable[[BinaryIO], None]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -60,6 +60,7 @@ class BenchmarkConfig:
     difficulty: int = 1
     limit: int | None = None
     resize: int | None = None
+    strict: bool = False
     batch_size: int = 256
     device: str = "auto"
     seed: int = 0
@@ -159,7 +160,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
     clean = None
     if cfg.data is not None:
         resize = cfg.resize or (suite.resize if source == "generated" else None)
-        clean = load_dataset(cfg.data, limit=cfg.limit, progress=show, resize=resize)
+        clean = load_dataset(cfg.data, limit=cfg.limit, progress=show, resize=resize, strict=cfg.strict)
         if len(clean) == 0:
             raise SpecError(f"{cfg.data} holds no images")
     out, store = open_run(cfg.out, _identity(cfg, clean), overwrite=True, resume=cfg.resume, ctx=ctx)

@@ -145,6 +145,7 @@ def corrupt_suite(
     overwrite: bool,
     resume: bool,
     progress: bool,
+    strict: bool = False,
 ) -> list[str]:
     """Load ``data``, generate ``suite`` and write it under ``out``; return the names written."""
     from ..corruptions import list_corruptions
@@ -169,7 +170,7 @@ def corrupt_suite(
     if not resume:
         check_output_dir(out, overwrite)
     dev = resolve_device(device)
-    clean = load_dataset(data, limit=limit, progress=progress, resize=resize or s.resize)
+    clean = load_dataset(data, limit=limit, progress=progress, resize=resize or s.resize, strict=strict)
     if len(clean) == 0:
         raise SpecError(f"{data} holds no images")
     root = open_output_dir(out, overwrite=True)

@@ -47,6 +47,7 @@ class CertifyConfig:
     std: list[float] | None = None
     limit: int | None = None
     resize: int | None = None
+    strict: bool = False
     fill: float = 0.0
     crop_size: tuple[int, int] | None = None
     canvas_pad: int = 0
@@ -87,6 +88,7 @@ def load_inputs(cfg: CertifyConfig, progress: bool = False) -> Inputs:
     data, model, images = load_images_and_model(
         cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
         trust_pickle=cfg.trust_pickle,
+        strict=cfg.strict,
         resize=cfg.resize, mode=cfg.mode, canvas_pad=cfg.canvas_pad, canvas_pad_mode=cfg.canvas_pad_mode,
         fill=cfg.fill, progress=progress,
     )

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import io
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 
 __all__ = ["IMAGE_EXTENSIONS", "PROGRESS_THRESHOLD", "decode_images", "fit_arrays", "fit_image",
            "is_image_name"]
@@ -67,15 +68,16 @@ def fit_arrays(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _decode_one(data: bytes, name: str, resize: int | None = None) -> np.ndarray:
-    """Decode one file's bytes to uint8 ``(H, W, 3)``; ``name`` is for the message."""
+def _decode_one(data: bytes, name: str, resize: int | None = None) -> tuple[np.ndarray, str]:
+    """Decode one file's bytes to uint8 ``(H, W, 3)`` and the file's Pillow mode; ``name`` is for the message."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            mode = img.mode
             rgb = _to_rgb(img)
             rgb.load()
             if resize is not None:
                 rgb = fit_image(rgb, resize)
-            return np.asarray(rgb, dtype=np.uint8)
+            return np.asarray(rgb, dtype=np.uint8), mode
     except Exception as exc:  # Pillow raises many types on bad files; re-raised, not hidden
         raise DataError(
             f"cannot read image {name}: {type(exc).__name__}: {exc}; "
@@ -91,8 +93,9 @@ def decode_images(
     desc: str = "decoding images",
     where: str | None = None,
     resize: int | None = None,
-) -> np.ndarray:
-    """Decode the files ``names`` into one array.
+    strict: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the files ``names`` into one array, skipping (or, ``strict``, refusing) unreadable ones.
 
     Args:
         names: file names, in the order wanted; used in error messages and
@@ -104,14 +107,20 @@ def decode_images(
         where: the container (a zip) the names live in, for messages.
         resize: when given, every image goes through :func:`fit_image` (so
             images of mixed sizes become one size).
+        strict: raise on the first file that cannot be read or decoded; by
+            default such files are left out with one :class:`DataWarning`
+            naming them.
 
     Returns:
-        uint8 RGB images, shape ``(n, H, W, 3)``.
+        ``(images, kept)``: uint8 RGB images ``(n, H, W, 3)`` and the int64
+        positions in ``names`` of the files they come from (all of them unless
+        some were skipped). Files that were not RGB (grayscale, palette, RGBA,
+        CMYK) are converted and counted in one :class:`DataWarning`.
 
     Raises:
-        DataError: a file cannot be read or decoded (naming it), two files
-            have different sizes (naming both and their sizes), or ``names``
-            is empty.
+        DataError: a file cannot be read or decoded under ``strict`` (naming
+            it), no file could be decoded, two files have different sizes
+            (naming both and their sizes), or ``names`` is empty.
     """
     if not names:
         raise DataError("no images to decode")
@@ -120,6 +129,10 @@ def decode_images(
         return f"{name} in {where}" if where else name
 
     out: np.ndarray | None = None
+    first = ""
+    kept: list[int] = []
+    skipped: list[str] = []
+    modes: dict[str, int] = {}
     bar = tqdm(
         total=len(names),
         desc=desc,
@@ -130,23 +143,46 @@ def decode_images(
     )
     with bar:
         for i, name in enumerate(names):
+            bar.update(1)
             try:
-                data = read(name)
-            except DataError:
-                raise
-            except Exception as exc:  # OSError, zipfile.BadZipFile (CRC), ...
-                raise DataError(f"cannot read {named(name)}: {type(exc).__name__}: {exc}") from exc
-            arr = _decode_one(data, named(name), resize)
+                try:
+                    data = read(name)
+                except DataError:
+                    raise
+                except Exception as exc:  # OSError, zipfile.BadZipFile (CRC), ...
+                    raise DataError(f"cannot read {named(name)}: {type(exc).__name__}: {exc}") from exc
+                arr, mode = _decode_one(data, named(name), resize)
+            except DataError as exc:
+                if strict:
+                    raise DataError(f"{exc} (--strict stops at the first unreadable image)") from exc
+                skipped.append(str(exc))
+                continue
+            if mode != "RGB":
+                modes[mode] = modes.get(mode, 0) + 1
             if out is None:
                 out = np.empty((len(names),) + arr.shape, dtype=np.uint8)
+                first = name
             elif arr.shape != out.shape[1:]:
                 h0, w0 = out.shape[1:3]
                 h, w = arr.shape[:2]
                 raise DataError(
-                    f"images of different sizes: {named(names[0])} is {w0}x{h0} (WxH) but "
-                    f"{named(name)} is {w}x{h}; every image of a dataset must have the same size"
+                    f"images of different sizes: {named(first)} is {w0}x{h0} (WxH) but "
+                    f"{named(name)} is {w}x{h}; every image of a dataset must have the same size "
+                    "(--resize N makes them one size)"
                 )
-            out[i] = arr
-            bar.update(1)
-    assert out is not None
-    return out
+            out[len(kept)] = arr
+            kept.append(i)
+    if out is None:
+        raise DataError(f"none of the {len(names)} image files could be read; the first: {skipped[0]}")
+    if skipped:
+        shown = "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image file(s) of {len(names)}: {shown}; "
+            "pass --strict to stop at such files instead", DataWarning, stacklevel=2)
+    if modes:
+        counts = ", ".join(f"{n} {m}" for m, n in sorted(modes.items()))
+        warnings.warn(
+            f"converted {sum(modes.values())} of {len(kept)} images to RGB ({counts}): grayscale is copied "
+            "into the three channels and an alpha channel is dropped, not composited", DataWarning,
+            stacklevel=2)
+    return out[: len(kept)], np.asarray(kept, dtype=np.int64)

@@ -157,7 +157,7 @@ def _assemble(
 
 
 def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: str,
-                      resize: int | None = None) -> LabeledImages:
+                      resize: int | None = None, strict: bool = False) -> LabeledImages:
     """Load ``root/<class>/<image>`` from a directory.
 
     Args:
@@ -166,19 +166,20 @@ def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: 
             :func:`~shiftattack.data.balanced_subset`), or all for ``None``.
         progress: show a progress bar while decoding many images.
         source: the spec string, stored in the result.
+        strict: stop at the first unreadable file instead of skipping it with a warning.
 
     Returns:
         :class:`LabeledImages` with images ``(N, 3, H, W)`` uint8.
 
     Raises:
-        DataError: no class folders, no images, a non-image or unreadable
-            file, or images of different sizes.
+        DataError: no class folders, no images, no readable image, an
+            unreadable file under ``strict``, or images of different sizes.
     """
     classes, paths, labels = _index(_list_dir(root), str(root), str(root), lambda rel: str(root / rel))
     chosen = select_indices(labels, limit)
     names = [str(root / paths[i]) for i in chosen]
-    images = decode_images(names, _read_file, progress=progress, resize=resize)
-    return _assemble(images, labels, chosen, classes, source)
+    images, kept = decode_images(names, _read_file, progress=progress, resize=resize, strict=strict)
+    return _assemble(images, labels, chosen[kept], classes, source)
 
 
 def _read_file(name: str) -> bytes:
@@ -205,7 +206,7 @@ def _zip_prefix(names: list[str], split: str | None, path: Path) -> str:
 
 def load_image_zip(
     path: Path, split: str | None, *, limit: int | None, progress: bool, source: str,
-    resize: int | None = None,
+    resize: int | None = None, strict: bool = False,
 ) -> LabeledImages:
     """Load an ImageFolder layout straight from a zip, decoding only what ``limit`` keeps.
 
@@ -235,8 +236,8 @@ def load_image_zip(
         )
         chosen = select_indices(labels, limit)
         members = [prefix + paths[i] for i in chosen]
-        images = decode_images(
+        images, kept = decode_images(
             members, zf.read, progress=progress, desc=f"decoding {path.name}", where=str(path),
-            resize=resize,
+            resize=resize, strict=strict,
         )
-    return _assemble(images, labels, chosen, classes, source)
+    return _assemble(images, labels, chosen[kept], classes, source)

@@ -75,7 +75,7 @@ def _unknown_layout(path: Path, why: str) -> DataError:
 
 def _load_dir(
     path: Path, split: str | None, *, limit: int | None, progress: bool, source: str,
-    resize: int | None,
+    resize: int | None, strict: bool = False,
 ) -> LabeledImages:
     if is_cifar_batches_dir(path):
         return _fit(load_cifar_batches(path, split, limit=limit, source=source), resize)
@@ -86,17 +86,19 @@ def _load_dir(
             raise DataError(
                 f"no split folder {split!r} in {path}; its folders are: {', '.join(found) or '(none)'}"
             )
-        return load_image_folder(root, limit=limit, progress=progress, source=source, resize=resize)
+        return load_image_folder(root, limit=limit, progress=progress, source=source, resize=resize,
+                                 strict=strict)
     with os.scandir(path) as it:
         entries = [(e.name, e.is_dir()) for e in it if not e.name.startswith(".")]
     if entries and not any(is_dir for _, is_dir in entries):
         raise _unknown_layout(path, f"a directory with {len(entries)} files and no subfolders")
-    return load_image_folder(path, limit=limit, progress=progress, source=source, resize=resize)
+    return load_image_folder(path, limit=limit, progress=progress, source=source, resize=resize,
+                             strict=strict)
 
 
 def load_dataset(
     spec: str | os.PathLike[str], *, limit: int | None = None, progress: bool = True,
-    resize: int | None = None,
+    resize: int | None = None, strict: bool = False,
 ) -> LabeledImages:
     """Load a labelled image dataset from a ``--data`` spec.
 
@@ -116,6 +118,9 @@ def load_dataset(
         resize: resize the shorter side to this many px and centre-crop a
             square (``Resize(n)`` + ``CenterCrop(n)``, bilinear): images of
             mixed sizes become one size, e.g. 256 px ImageNet canvases.
+        strict: image folders and zips: stop at the first file that cannot be
+            read or decoded; by default such files are skipped with one
+            :class:`~shiftattack.errors.DataWarning` naming them.
 
     Returns:
         :class:`~shiftattack.data.LabeledImages` with uint8 RGB images
@@ -149,12 +154,14 @@ def load_dataset(
         return _fit(load_synthetic(source, limit), resize)
     path, split = _split_spec(source)
     if path.is_dir():
-        return _load_dir(path, split, limit=limit, progress=progress, source=source, resize=resize)
+        return _load_dir(path, split, limit=limit, progress=progress, source=source, resize=resize,
+                         strict=strict)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _fit(load_npz(path, limit=limit, source=source), resize)
     if suffix == ".zip":
-        return load_image_zip(path, split, limit=limit, progress=progress, source=source, resize=resize)
+        return load_image_zip(path, split, limit=limit, progress=progress, source=source, resize=resize,
+                              strict=strict)
     raise _unknown_layout(path, f"a file of type {suffix or '(no extension)'!r}")
 
 

@@ -44,6 +44,12 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _check(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     if x.dtype != np.uint8:
         raise DataError(f"{path}: 'x' has dtype {x.dtype}; {_EXPECTED}")
+    if x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 1):
+        raise DataError(f"{path}: 'x' has shape {x.shape}, grayscale images; {_EXPECTED}: copy the channel "
+                        "three times, e.g. np.repeat(x[..., None] if x.ndim == 3 else x, 3, axis=-1)")
+    if x.ndim == 4 and x.shape[-1] == 4:
+        raise DataError(f"{path}: 'x' has shape {x.shape}, 4 channels (RGBA?); {_EXPECTED}: drop or "
+                        "composite the alpha channel, e.g. x[..., :3]")
     if x.ndim != 4 or x.shape[-1] != 3:
         raise DataError(f"{path}: 'x' has shape {x.shape}; {_EXPECTED}")
     if not (np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_):
