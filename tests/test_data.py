@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from shiftattack.data import LabeledImages, balanced_subset, load_dataset
-from shiftattack.errors import DataError, SpecError
+from shiftattack.errors import DataError, DataWarning, SpecError
 
 CIFAR_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -219,7 +219,8 @@ def test_non_rgb_modes_are_converted(tmp_path: Path) -> None:
     (cls / "1_rgba.png").write_bytes(_png_bytes(rgba, "RGBA"))
     Image.fromarray(gray, "L").convert("P").save(cls / "2_pal.bmp")
     Image.fromarray(np.stack([gray, gray], -1), "LA").save(cls / "3_la.png")
-    ds = load_dataset(tmp_path / "data")
+    with pytest.warns(DataWarning, match=r"converted 4 of 4 images to RGB \(2 L, 1 LA, 1 RGBA\)"):
+        ds = load_dataset(tmp_path / "data")
     assert ds.images.shape == (4, 3, 4, 5)
     g = torch.from_numpy(gray)
     for i in (0, 2, 3):
@@ -313,14 +314,20 @@ def test_unknown_layout(tmp_path: Path) -> None:
     [("notes.txt", b"not an image"), ("broken.png", b"\x89PNG\r\n\x1a\n garbage")],
 )
 def test_non_image_file_in_folder(tmp_path: Path, name: str, data: bytes) -> None:
+    """A non-image name is an error; an image file that cannot be decoded is skipped (or, strict, an error)."""
     _write_folder(tmp_path / "d", {"a": _pixels(2), "b": _pixels(1)})
     (tmp_path / "d" / "b" / name).write_bytes(data)
     with pytest.raises(DataError, match=f"b/{name}"):
-        load_dataset(tmp_path / "d")
+        load_dataset(tmp_path / "d", strict=True)
     path = tmp_path / "d.zip"
-    _write_zip(path, {"test/a/0.png": _png_bytes(_pixels(1)[0]), f"test/b/{name}": data})
+    _write_zip(path, {"test/a/0.png": _png_bytes(_pixels(1)[0]), f"test/b/{name}": data,
+                      "test/b/1.png": _png_bytes(_pixels(1)[0])})
     with pytest.raises(DataError, match=f"test/b/{name}"):
-        load_dataset(f"{path}:test")
+        load_dataset(f"{path}:test", strict=True)
+    if name.endswith(".png"):
+        with pytest.warns(DataWarning, match=f"skipped 1 unreadable image file.*test/b/{name}"):
+            ds = load_dataset(f"{path}:test")
+        assert len(ds) == 2 and ds.labels.tolist() == [0, 1]
 
 
 def test_corrupt_npz_and_zip(tmp_path: Path) -> None:
