@@ -67,6 +67,8 @@ class AttackConfig:
     batch_size: int = 256
     chunk_size: int = CHUNK_SIZE
     device: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
     overwrite: bool = False
     resume: bool = False
 
@@ -161,7 +163,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     ctx.sync_model(model)
     threat = _threat(cfg, tuple(images.shape[-2:]))
     template = make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
-    runner = ModelRunner(model, device, images.dtype)
+    runner = ModelRunner(model, device, images.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
     _check_inputs(threat, runner, images, data.labels)
     path, store = open_run(cfg.out, _identity(cfg, data), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
     n = len(data)

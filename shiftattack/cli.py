@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per stored unit; --resume redoes at most the units that were running, "
                         "and torchrun processes share the units (default 500)")
     s.add_argument("--resume", action="store_true", help="keep the finished chunks of an interrupted run")
+    f = a.add_argument_group("speed")
+    f.add_argument("--channels-last", action="store_true",
+                   help="model and inputs in channels-last memory format (faster for most CNNs)")
+    f.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (compiling takes tens of seconds; pays on long runs)")
     a.set_defaults(func=_cmd_attack)
     add_certify(sub, _add_common)
     add_verify(sub)
@@ -186,7 +191,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode, method=args.attack,
         early_exit=not args.no_early_exit, order=args.order, seed=args.seed, steps=args.steps,
         restarts=args.restarts, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
-        overwrite=args.overwrite, resume=args.resume)
+        channels_last=args.channels_last, compile=args.compile, overwrite=args.overwrite, resume=args.resume)
     doc = run_attack(cfg, progress=not args.quiet)
     if doc is not None and not args.quiet:
         print(attack_summary(doc, doc["_seconds"]))
