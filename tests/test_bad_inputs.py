@@ -192,6 +192,9 @@ def test_labels_out_of_range(env, capsys):
     np.savez(env / "labels.npz", x=np.zeros((4, 16, 16, 3), np.uint8), y=np.array([0, 1, 2, 7]))
     _fails(capsys, _attack(env, data=str(env / "labels.npz")), "labels range over [0, 7]", "4 classes",
            out=env / "out")
+    _fails(capsys, ["benchmark", "--suite", "cifar10-c", "--model", f"{env / 'models.py'}:linear", "--data",
+                    str(env / "labels.npz"), "--corruptions", "fog", "--severities", "1", "--out", str(env / "b"),
+                    "--quiet"], "labels range over [0, 7]", "4 classes", out=env / "b")
 
 
 # 7. NaN/Inf pixels (the Python API: the command line reads uint8 files, which cannot hold them)

@@ -163,6 +163,11 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         clean = load_dataset(cfg.data, limit=cfg.limit, progress=show, resize=resize, strict=cfg.strict)
         if len(clean) == 0:
             raise SpecError(f"{cfg.data} holds no images")
+    if clean is not None:  # labels against the model's classes, before the output folder is made
+        from .generate import center_crop
+
+        probe = center_crop(clean.images[:1], suite.crop).float().div_(255)
+        runner.check_labels(clean.labels, probe)
     out, store = open_run(cfg.out, _identity(cfg, clean), overwrite=True, resume=cfg.resume, ctx=ctx)
     if suite.kind == "c":
         units = _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, show)
