@@ -55,13 +55,24 @@ class UnitStore:
             for f in self.dir.glob("*.json"):
                 f.unlink()
             write_json(run_file, identity)
+        self.readable = True
 
     @classmethod
-    def attach(cls, out: Path) -> UnitStore:
-        """The store of a run that rank 0 has set up (other ranks of a distributed run)."""
+    def attach(cls, out: Path, identity: dict[str, Any], resume: bool) -> UnitStore:
+        """The store of a run that rank 0 has set up, as another rank of a distributed run sees it.
+
+        Stored units are read only when resuming and this rank's ``units/run.json`` names the
+        same run (on a folder that is not shared between nodes, it may hold another run's units).
+        """
         self = cls.__new__(cls)
         self.dir = Path(out) / "units"
         self.dir.mkdir(parents=True, exist_ok=True)
+        run_file = self.dir / "run.json"
+        try:
+            same = run_file.exists() and json.loads(run_file.read_text()) == json.loads(json.dumps(identity))
+        except json.JSONDecodeError:
+            same = False
+        self.readable = resume and same
         return self
 
     def _path(self, key: str) -> Path:
@@ -69,6 +80,8 @@ class UnitStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored counts of unit ``key``, or None when it has not finished."""
+        if not self.readable:
+            return None
         path = self._path(key)
         if not path.exists():
             return None
@@ -97,4 +110,4 @@ def open_run(out: str | Path, identity: dict[str, Any], *, overwrite: bool, resu
     check_output_dir(out, overwrite or resume)
     ctx.barrier()
     store = ctx.on_main(lambda: UnitStore(open_output_dir(out, overwrite or resume), identity, resume))
-    return Path(out), store if store is not None else UnitStore.attach(Path(out))
+    return Path(out), store if store is not None else UnitStore.attach(Path(out), identity, resume)

@@ -70,6 +70,14 @@ def test_attack_two_processes_equal_one(tmp_path, weights, shifts, extra):
     assert timing["processes"] == 2 and timing["units"] == 8
     assert sum(timing["units_computed_per_process"]) == 8
     assert min(timing["units_computed_per_process"]) >= 1, timing  # both ranks worked
+    if shifts == "grid:2":  # resuming a finished distributed run reads every unit back (from both ranks)
+        before = (two / "results.json").read_bytes()
+        (two / "units" / "chunk-00000040.json").unlink()  # as if its rank had been killed
+        p = _torchrun([*args, "--out", str(two), "--quiet", "--resume"])
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert (two / "results.json").read_bytes() == before
+        timing = json.loads((two / "timing.json").read_text())
+        assert sum(timing["units_computed_per_process"]) == 1
 
 
 def test_certify_two_processes_equal_one(tmp_path, weights):
