@@ -86,6 +86,20 @@ class AlwaysOutOfMemory(Linear):
 
 def always_out_of_memory():
     return AlwaysOutOfMemory().eval()
+
+
+class Slow(Linear):
+    """20 ms per call: a run long enough to be interrupted part-way on any machine."""
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.02)
+        return super().forward(x)
+
+
+def slow():
+    return Slow().eval()
 '''
 
 
@@ -286,7 +300,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_units(env):
     np.savez(env / "big.npz", x=np.random.default_rng(1).integers(0, 256, (600, 16, 16, 3), dtype=np.uint8),
              y=np.arange(600) % 4)
     argv = [sys.executable, "-m", "shiftattack", *_attack(env, "--chunk-size", "5", "--no-early-exit",
-                                                          data=str(env / "big.npz"), shifts="grid:3")]
+                                                          data=str(env / "big.npz"), shifts="grid:3",
+                                                          model="slow")]
     environ = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     units = env / "out" / "units"

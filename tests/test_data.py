@@ -430,3 +430,27 @@ def test_resize_makes_mixed_sizes_one_canvas(tmp_path):
     assert load_dataset(npz, resize=8).images.shape == (3, 3, 8, 8)
     with pytest.raises(SpecError):
         load_dataset(npz, resize=0)
+
+
+def test_threaded_decoding_keeps_order_and_skip_or_strict(tmp_path: Path, monkeypatch) -> None:
+    """Large files go through the thread pool: same arrays and order as one thread; errors as before."""
+    from shiftattack.data import _decode
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "big"
+    for k in range(3):
+        (root / f"c{k}").mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (130, 140, 3), dtype=np.uint8)).save(root / f"c{k}" / f"{i}.png")
+    monkeypatch.setattr(_decode, "DECODE_THREADS", 1)
+    one = load_dataset(root, progress=False)
+    monkeypatch.setattr(_decode, "DECODE_THREADS", 4)
+    many = load_dataset(root, progress=False)
+    assert torch.equal(one.images, many.images) and torch.equal(one.labels, many.labels)
+    (root / "c1" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(DataError, match="c1/2.png"):
+        load_dataset(root, progress=False, strict=True)
+    with pytest.warns(DataWarning, match="skipped 1 unreadable"):
+        skipped = load_dataset(root, progress=False)
+    assert len(skipped) == 14 and skipped.indices.tolist() == [i for i in range(15) if i != 7]
+    assert torch.equal(skipped.images, one.images[[i for i in range(15) if i != 7]])
