@@ -27,7 +27,7 @@ from .attacks import AttackResult
 from .distributed import current, run_units
 from .engine import ModelRunner, resolve_device
 from .errors import SpecError, check_images
-from .results import write_csv, write_json
+from .results import check_output_dir, write_csv, write_json
 from .threats import ThreatModel, parse_shifts
 from .units import open_run, unit_seed
 
@@ -102,7 +102,8 @@ def _identity(cfg: AttackConfig, data) -> dict[str, Any]:
     return {**keep, "data_fingerprint": data.fingerprint(), "version": __version__}
 
 
-def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor, labels: torch.Tensor) -> None:
+def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor,
+                  labels: torch.Tensor) -> None:
     """What would fail inside the first chunk, checked before the output folder is made.
 
     Pixel range and finiteness, the shifts against the image size, and the labels
@@ -122,7 +123,8 @@ def _chunk_record(result: AttackResult, indices: torch.Tensor) -> dict[str, Any]
     return {"images": result.image_records(indices), "fooled_radius": radius}
 
 
-def merge_chunks(threat: ThreatModel, attack: str, exact: bool, info: dict, chunks: list[dict]) -> AttackResult:
+def merge_chunks(threat: ThreatModel, attack: str, exact: bool, info: dict,
+                 chunks: list[dict]) -> AttackResult:
     """One :class:`AttackResult` from the stored records of every chunk, in order."""
     records = [r for c in chunks for r in c["images"]]
     params = torch.zeros(len(records), 3, dtype=torch.float64)
@@ -152,14 +154,15 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     """
     if cfg.chunk_size < 1:
         raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
+    check_output_dir(cfg.out, cfg.overwrite or cfg.resume)  # fail before the data are read
     ctx = current()
     start = time.perf_counter()
     show = progress and ctx.is_main
     device = resolve_device(ctx.device(cfg.device))
     data, model, images = load_images_and_model(
         cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
-        trust_pickle=cfg.trust_pickle, resize=cfg.resize, strict=cfg.strict, mode=cfg.mode, canvas_pad=cfg.canvas_pad,
-        canvas_pad_mode=cfg.canvas_pad_mode, fill=cfg.fill, progress=show)
+        trust_pickle=cfg.trust_pickle, resize=cfg.resize, strict=cfg.strict, mode=cfg.mode,
+        canvas_pad=cfg.canvas_pad, canvas_pad_mode=cfg.canvas_pad_mode, fill=cfg.fill, progress=show)
     ctx.sync_model(model)
     threat = _threat(cfg, tuple(images.shape[-2:]))
     template = make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))

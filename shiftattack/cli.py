@@ -187,7 +187,8 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     cfg = AttackConfig(
         model=args.model, data=args.data, shifts=args.shifts, mode=args.mode, out=args.out,
         weights=args.weights, trust_pickle=args.trust_pickle, mean=args.mean, std=args.std,
-        limit=args.limit, resize=args.resize, strict=args.strict, interp=args.interp, fill=args.fill, crop_size=args.crop_size,
+        limit=args.limit, resize=args.resize, strict=args.strict, interp=args.interp, fill=args.fill,
+        crop_size=args.crop_size,
         canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode, method=args.attack,
         early_exit=not args.no_early_exit, order=args.order, seed=args.seed, steps=args.steps,
         restarts=args.restarts, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,

@@ -85,7 +85,8 @@ class Context:
         weights (random initialisation) would otherwise differ from rank to rank.
         """
         if self.active:
-            state = self.broadcast({k: v.cpu() for k, v in model.state_dict().items()} if self.is_main else None)
+            mine = {k: v.cpu() for k, v in model.state_dict().items()} if self.is_main else None
+            state = self.broadcast(mine)
             model.load_state_dict(state)
         return model
 

@@ -24,10 +24,10 @@ from ..corruption_metrics import ALEXNET, Reference, flip_counts, load_reference
 from ..corruptions import get_corruption, list_corruptions
 from ..corruptions.perturbations import get_perturbation, list_perturbations
 from ..data import LabeledImages, load_dataset
+from ..distributed import current, run_units
 from ..engine import ModelRunner, resolve_device
 from ..errors import SpecError
 from ..models import load_model
-from ..distributed import current, run_units
 from ..results import check_output_dir, write_csv, write_json
 from ..units import open_run
 from .scores import c_scores, p_scores
@@ -155,7 +155,8 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
     ctx = current()
     show = progress and ctx.is_main
     device = resolve_device(ctx.device(cfg.device))
-    model = ctx.sync_model(load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle))
+    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle)
+    model = ctx.sync_model(model)
     runner = ModelRunner(model, device)
     clean = None
     if cfg.data is not None:

@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..api import load_images_and_model
+from ..distributed import current, run_units
 from ..engine import resolve_device
 from ..errors import ShiftAttackError, SpecError
 from ..models.loading import file_sha256
-from ..distributed import current, run_units
 from ..results import check_output_dir, write_csv, write_json
 from ..units import open_run
 from .document import METHODS, seal, state_sha256

@@ -17,8 +17,8 @@ import itertools
 import os
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -76,7 +76,7 @@ def fit_arrays(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _decode_one(data: bytes, name: str, resize: int | None = None) -> tuple[np.ndarray, str]:
-    """Decode one file's bytes to uint8 ``(H, W, 3)`` and the file's Pillow mode; ``name`` is for the message."""
+    """Decode one file's bytes to uint8 ``(H, W, 3)`` and its Pillow mode; ``name`` is for messages."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             mode = img.mode
@@ -167,7 +167,8 @@ def decode_images(
     # decode in this thread (benchmarks/decode_speed.py). map keeps the files' order.
     first_file = load(names[0])
     large = resize is not None or (
-        not isinstance(first_file, DataError) and first_file[0].shape[0] * first_file[0].shape[1] >= LARGE_PIXELS)
+        not isinstance(first_file, DataError)
+        and first_file[0].shape[0] * first_file[0].shape[1] >= LARGE_PIXELS)
     workers = min(DECODE_THREADS, len(names) - 1) if large else 0
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
