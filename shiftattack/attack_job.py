@@ -22,11 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .api import load_images_and_model, make_attack
+from .api import make_attack, make_canvas
 from .attacks import AttackResult
+from .data import load_dataset
 from .distributed import current, run_units
 from .engine import ModelRunner, resolve_device
-from .errors import SpecError, check_images
+from .errors import DataError, SpecError, check_images
+from .models import load_model
 from .results import check_output_dir, write_csv, write_json
 from .threats import ThreatModel, parse_shifts
 from .units import open_run, unit_seed
@@ -159,15 +161,24 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     start = time.perf_counter()
     show = progress and ctx.is_main
     device = resolve_device(ctx.device(cfg.device))
-    data, model, images = load_images_and_model(
-        cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
-        trust_pickle=cfg.trust_pickle, resize=cfg.resize, strict=cfg.strict, mode=cfg.mode,
-        canvas_pad=cfg.canvas_pad, canvas_pad_mode=cfg.canvas_pad_mode, fill=cfg.fill, progress=show)
+    data = load_dataset(cfg.data, limit=cfg.limit, progress=show, resize=cfg.resize, strict=cfg.strict)
+    if len(data) == 0:
+        raise DataError(f"{cfg.data} holds no images")
+    if cfg.canvas_pad and cfg.mode != "crop":
+        raise SpecError("--canvas-pad applies to --mode crop only")
+    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle)
     ctx.sync_model(model)
-    threat = _threat(cfg, tuple(images.shape[-2:]))
+
+    def images(lo: int, hi: int) -> torch.Tensor:
+        """Float images lo:hi in [0, 1] (canvases in crop mode), made per chunk (the data stay uint8)."""
+        x = data.float_images(lo, hi)
+        return make_canvas(x, cfg.canvas_pad, cfg.canvas_pad_mode, cfg.fill) if cfg.mode == "crop" else x
+
+    first = images(0, 1)
+    threat = _threat(cfg, tuple(first.shape[-2:]))
     template = make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
-    runner = ModelRunner(model, device, images.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
-    _check_inputs(threat, runner, images, data.labels)
+    runner = ModelRunner(model, device, first.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
+    _check_inputs(threat, runner, first, data.labels)
     path, store = open_run(cfg.out, _identity(cfg, data), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
     n = len(data)
     starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
@@ -177,7 +188,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
         hi = min(lo + cfg.chunk_size, n)
         attack = make_attack(threat, cfg.method, batch_size=cfg.batch_size,
                              **_search_kwargs(cfg, unit_seed(cfg.seed, "attack", lo)))
-        result = attack(runner, images[lo:hi], data.labels[lo:hi], progress=show)
+        result = attack(runner, images(lo, hi), data.labels[lo:hi], progress=show)
         return _chunk_record(result, data.indices[lo:hi])
 
     bar = tqdm(total=n, unit="img", desc=f"attack {template.name}", disable=not show) if ctx.is_main else None

@@ -178,7 +178,7 @@ def test_ctrl_c_says_whether_finished_work_was_kept(monkeypatch, tmp_path, capsy
         raise KeyboardInterrupt
 
     monkeypatch.setattr(shiftattack.benchmark, "run_benchmark", interrupt)
-    monkeypatch.setattr(shiftattack.attack_job, "load_images_and_model", interrupt)
+    monkeypatch.setattr(shiftattack.attack_job, "load_dataset", interrupt)
     monkeypatch.setattr(shiftattack.data, "load_dataset", interrupt)
     assert main(["benchmark", "--suite", "cifar10-c", "--model", "small_cnn", "--data", "synthetic:test",
                  "--out", str(tmp_path / "b")]) == 130
