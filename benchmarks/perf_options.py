@@ -26,7 +26,6 @@ toolkit only where the ratio says it pays.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
