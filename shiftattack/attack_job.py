@@ -183,7 +183,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     n = len(data)
     starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
 
-    def compute(key: str) -> dict[str, Any]:
+    def compute(key: str, tick) -> dict[str, Any]:
         lo = starts[key]
         hi = min(lo + cfg.chunk_size, n)
         attack = make_attack(threat, cfg.method, batch_size=cfg.batch_size,

@@ -194,7 +194,7 @@ def shutdown() -> None:
 
 def run_units(
     keys: Sequence[str],
-    compute: Callable[[str], dict[str, Any]],
+    compute: Callable[[str, Callable[[int], None]], dict[str, Any]],
     *,
     stored: Callable[[str], dict[str, Any] | None],
     store: Callable[[str, dict[str, Any]], None],
@@ -206,11 +206,14 @@ def run_units(
 
     Args:
         keys: the units, in output order.
-        compute: ``compute(key)`` -> the unit's JSON-able result; must not depend on the rank.
+        compute: ``compute(key, tick)`` -> the unit's JSON-able result; must not depend on the
+            rank. It may call ``tick(n)`` as parts of the unit finish (n in the bar's units) so
+            that the bar moves within long units.
         stored: ``stored(key)`` -> the result kept by an earlier run (``--resume``), or None.
         store: ``store(key, result)`` keeps a finished unit at once (atomically).
         ctx: the job's context (default :func:`current`).
-        bar: a tqdm bar (rank 0) advanced by ``weight(key)`` for every unit done on any rank.
+        bar: a tqdm bar (rank 0) that shows the work done on every rank: ``weight(key)`` per
+            unit, in ``tick`` steps where ``compute`` gives them.
         weight: the size of a unit in the bar's units (images, sequences).
 
     Returns:
@@ -218,19 +221,28 @@ def run_units(
     """
     ctx = ctx or current()
     claim, done = ctx.claim(), ctx.counter()
+    ticked = [0]
+
+    def show(total: int) -> None:
+        if bar is not None:
+            bar.update(total - bar.n)
+
+    def tick(n: int) -> None:
+        ticked[0] += n
+        show(done(n))
+
     mine: dict[str, dict[str, Any]] = {}
     computed = 0
     while (i := claim()) < len(keys):
         key = keys[i]
+        ticked[0] = 0
         value = stored(key)
         if value is None:
-            value = compute(key)
+            value = compute(key, tick)
             store(key, value)
             computed += 1
         mine[key] = value
-        total = done(weight(key))
-        if bar is not None:
-            bar.update(total - bar.n)
+        show(done(max(0, weight(key) - ticked[0])))
     parts = ctx.gather((mine, computed))
     if parts is None:
         return None

@@ -202,7 +202,7 @@ def _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, s
     keys = (["clean"] if clean is not None else []) + [f"{n}__s{s}" for n in names for s in severities]
     n_img = len(clean) if clean is not None else None
 
-    def compute(key: str) -> dict[str, Any]:
+    def compute(key: str, tick) -> dict[str, Any]:
         if key == "clean":
             batches = (
                 (clean.images[s : s + 1000], clean.labels[s : s + 1000]) for s in range(0, len(clean), 1000)
@@ -229,6 +229,8 @@ def _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, s
             pred = _predict(runner, x, cfg.batch_size).argmax(1)
             correct += int((pred == y).sum())
             n += int(y.numel())
+            if n_img:
+                tick(int(y.numel()))
         return {"n": n, "correct": correct, "error": 1 - correct / n if n else None}
 
     bar = None
@@ -248,7 +250,7 @@ def _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show)
         for n in names
     }
 
-    def compute(name: str) -> dict[str, Any]:
+    def compute(name: str, tick) -> dict[str, Any]:
         noise = get_perturbation(name).noise
         flips = pairs = 0
         t5d = 0.0
@@ -268,6 +270,7 @@ def _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show)
             f, p = flip_counts(logits.argmax(-1), noise=noise, difficulty=cfg.difficulty)
             d, q = t5d_sums(logits, noise=noise, difficulty=cfg.difficulty)
             flips, pairs, t5d, t5d_pairs, n = flips + f, pairs + p, t5d + d, t5d_pairs + q, n + b
+            tick(b)
         return {
             "n": n,
             "frames": t if n else None,

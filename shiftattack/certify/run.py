@@ -178,7 +178,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
     n = len(data)
     starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
 
-    def compute(key: str) -> dict[str, Any]:
+    def compute(key: str, tick) -> dict[str, Any]:
         lo = starts[key]
         hi = min(lo + cfg.chunk_size, n)
         chunk = certify_chunk(
