@@ -26,3 +26,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def small_cnn_weights(tmp_path_factory) -> Path:
+    """A state_dict of ``small_cnn`` with seeded weights, so that separate processes load the same model."""
+    from shiftattack.models import load_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "small_cnn.pt"
+    torch.save(load_model("small_cnn").state_dict(), path)
+    return path

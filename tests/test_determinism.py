@@ -10,18 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from shiftattack.cli import main
-from shiftattack.models import load_model
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "small_cnn.pt"
-    torch.save(load_model("small_cnn").state_dict(), path)
-    return path
+def weights(small_cnn_weights) -> Path:
+    return small_cnn_weights
 
 
 def _three(tmp_path: Path, argv: list[str], name: str) -> tuple[bytes, bytes, bytes]:

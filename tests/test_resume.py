@@ -18,9 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-
-from shiftattack.models import load_model
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
@@ -28,11 +25,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "small_cnn.pt"
-    torch.save(load_model("small_cnn").state_dict(), path)
-    return path
+def weights(small_cnn_weights) -> Path:
+    return small_cnn_weights
 
 
 def _cmd(args: list[str], out: Path, *extra: str) -> list[str]:
