@@ -15,7 +15,7 @@ from torch import Tensor
 from .attacks import Attack, AttackResult, FoolboxSpatialAttack, GradientAttack, GridAttack, RandomAttack
 from .errors import SpecError
 from .shifts import INTEGER_MODES
-from .threats import ThreatModel, parse_shifts
+from .threats import ThreatModel, default_crop_size, parse_shifts
 
 __all__ = ["ATTACKS", "attack", "make_attack", "make_canvas", "load_images_and_model"]
 
@@ -159,10 +159,7 @@ def attack(
     """
     shift_set = parse_shifts(shifts)
     if mode == "crop" and crop_size is None:
-        r = math.ceil(shift_set.radius)
-        crop_size = (images.shape[-2] - 2 * r, images.shape[-1] - 2 * r)
-        if min(crop_size) < 1:
-            raise SpecError(f"images of {tuple(images.shape[-2:])} px leave no window for shifts of {r} px")
+        crop_size = default_crop_size(shift_set, tuple(images.shape[-2:]))
     threat = ThreatModel(shift_set, mode=mode, interpolation=interpolation, fill=fill, crop_size=crop_size)
     runner = make_attack(threat, method, batch_size=batch_size, **kwargs)
     return runner(model, images, labels, device=device, progress=progress)

@@ -30,7 +30,7 @@ from .engine import ModelRunner, resolve_device
 from .errors import DataError, SpecError, check_images
 from .models import load_model
 from .results import check_output_dir, write_csv, write_json
-from .threats import ThreatModel, parse_shifts
+from .threats import ThreatModel, default_crop_size, parse_shifts
 from .units import open_run, unit_seed
 
 __all__ = ["AttackConfig", "run_attack", "CHUNK_SIZE"]
@@ -79,10 +79,7 @@ def _threat(cfg: AttackConfig, size: tuple[int, int]) -> ThreatModel:
     shift_set = parse_shifts(cfg.shifts)
     crop = cfg.crop_size
     if cfg.mode == "crop" and crop is None:
-        r = math.ceil(shift_set.radius)
-        crop = (size[0] - 2 * r, size[1] - 2 * r)
-        if min(crop) < 1:
-            raise SpecError(f"images of {size} px leave no window for shifts of {r} px")
+        crop = default_crop_size(shift_set, size)
     return ThreatModel(shift_set, mode=cfg.mode, interpolation=cfg.interp, fill=cfg.fill, crop_size=crop)
 
 

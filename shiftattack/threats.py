@@ -43,7 +43,7 @@ from .shifts import (
     shift_gather,
 )
 
-__all__ = ["ShiftSet", "ThreatModel", "parse_shifts", "ENGSTROM"]
+__all__ = ["ShiftSet", "ThreatModel", "parse_shifts", "default_crop_size", "ENGSTROM"]
 
 ENGSTROM = "rt:3:30:5:31"
 _GRAMMAR = "grid:K, grid:K:STEP, random:K:N[:DEG], list:dx,dy;dx,dy;..., rt:K:DEG[:NT:NR] or engstrom"
@@ -154,6 +154,19 @@ def _grid(k: float, n: int, angles: Tensor) -> Tensor:
     t = torch.linspace(-k, k, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
     dy, dx, a = torch.meshgrid(t, t, angles, indexing="ij")
     return torch.stack([dx.flatten(), dy.flatten(), a.flatten()], dim=1)
+
+
+def default_crop_size(shifts: ShiftSet, size: tuple[int, int]) -> tuple[int, int]:
+    """Crop mode's default window for ``size`` = (H, W) canvases: the canvas minus twice the radius.
+
+    Raises:
+        SpecError: the radius leaves no window.
+    """
+    r = math.ceil(shifts.radius)
+    crop = (size[0] - 2 * r, size[1] - 2 * r)
+    if min(crop) < 1:
+        raise SpecError(f"images of {tuple(size)} px leave no window for shifts of {r} px")
+    return crop
 
 
 def parse_shifts(spec: str) -> ShiftSet:

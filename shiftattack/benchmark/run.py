@@ -30,6 +30,7 @@ from ..errors import SpecError
 from ..models import load_model
 from ..results import check_output_dir, write_csv, write_json
 from ..units import open_run
+from .generate import center_crop
 from .scores import c_scores, p_scores
 from .sources import SUITES, Suite, c_unit_batches, check_source, p_unit_batches, p_unit_length
 
@@ -165,8 +166,6 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         if len(clean) == 0:
             raise SpecError(f"{cfg.data} holds no images")
     if clean is not None:  # labels against the model's classes, before the output folder is made
-        from .generate import center_crop
-
         probe = center_crop(clean.images[:1], suite.crop).float().div_(255)
         runner.check_labels(clean.labels, probe)
     out, store = open_run(cfg.out, _identity(cfg, clean), overwrite=True, resume=cfg.resume, ctx=ctx)
@@ -208,8 +207,6 @@ def _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, s
                 (clean.images[s : s + 1000], clean.labels[s : s + 1000]) for s in range(0, len(clean), 1000)
             )
             if suite.crop is not None:
-                from .generate import center_crop
-
                 batches = ((center_crop(x, suite.crop), y) for x, y in batches)
         else:
             name, sev = key.split("__s")

@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import SpecError
-from ..threats import ThreatModel, parse_shifts
+from ..threats import ThreatModel, default_crop_size, parse_shifts
 from .bound import BoundConfig, certify_bound, parse_box
 from .exact import certify_exact, exact_records, radius_curve, set_radii
 from .smooth import SmoothConfig, certified_at, parse_radius, smooth_certify
@@ -102,10 +102,7 @@ def build_threat(cfg, image_size: tuple[int, int]):
         )
     crop = cfg.crop_size
     if cfg.mode == "crop" and crop is None:
-        k = math.ceil(shifts.radius)
-        crop = (image_size[0] - 2 * k, image_size[1] - 2 * k)
-        if min(crop) < 1:
-            raise SpecError(f"images of {image_size} px leave no window for shifts of {k} px")
+        crop = default_crop_size(shifts, image_size)
     interp = "exact" if shifts.is_integer else "bilinear"
     threat = ThreatModel(shifts, mode=cfg.mode, interpolation=interp, fill=cfg.fill, crop_size=crop)
     threat.check_fits(*image_size)
