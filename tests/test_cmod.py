@@ -242,6 +242,15 @@ def test_twin_finds_the_gabor_channels_and_keeps_the_rest(name):
     assert not tw.training and isinstance(model[0], nn.Conv2d)  # baseline untouched
 
 
+def test_twin_and_builders_import_from_the_models_package():
+    import shiftattack.models as models
+    from shiftattack.models import TwinFit, cmod_alexnet, cmod_resnet
+    from shiftattack.models import twin as exported
+
+    assert exported is twin and {"twin", "TwinFit", "cmod_resnet", "cmod_alexnet"} <= set(models.__all__)
+    assert callable(cmod_resnet) and callable(cmod_alexnet) and isinstance(TwinFit, type)
+
+
 def test_twin_of_a_torchvision_resnet_keeps_every_other_weight():
     base = torchvision.models.resnet18(num_classes=10).eval()
     pos = list(range(0, 64, 3))[:20]

@@ -7,6 +7,7 @@ from ._registry import create_model, is_model, list_models, parse_model_name, re
 from .aps import ApsPool2d, CircularMaxPool2d, aps_convert, aps_pool2d, aps_resnet
 from .blurpool import BlurPool2d, MaxBlurPool2d, binomial_filter, blur_pool2d, blur_strided_conv
 from .cifar import CifarConvNet
+from .cmod_models import TwinFit, cmod_alexnet, cmod_resnet, twin
 from .loading import Normalize, file_sha256, load_model, load_weights
 from .small import SmallCNN
 from .train import evaluate_accuracy, train_classifier
@@ -23,9 +24,12 @@ __all__ = [
     "MaxBlurPool2d",
     "Normalize",
     "SmallCNN",
+    "TwinFit",
     "binomial_filter",
     "blur_pool2d",
     "blur_strided_conv",
+    "cmod_alexnet",
+    "cmod_resnet",
     "create_model",
     "evaluate_accuracy",
     "file_sha256",
@@ -35,4 +39,5 @@ __all__ = [
     "load_weights",
     "register_model",
     "train_classifier",
+    "twin",
 ]
