@@ -19,10 +19,12 @@ __all__ = [
     "DataError",
     "ModelError",
     "OutputError",
+    "ConversionError",
     "PeerFailed",
     "ShiftAttackWarning",
     "DataWarning",
     "BatchSizeWarning",
+    "ConversionWarning",
     "check_shape",
     "check_images",
 ]
@@ -48,6 +50,10 @@ class ModelError(ShiftAttackError):
     """A model cannot be loaded or returns something other than (N, classes) logits."""
 
 
+class ConversionError(ModelError):
+    """A model conversion (anti-aliasing) found nothing it could convert."""
+
+
 class OutputError(ShiftAttackError):
     """An output folder cannot be written (exists without --overwrite, not writable)."""
 
@@ -62,6 +68,10 @@ class DataWarning(ShiftAttackWarning):
 
 class BatchSizeWarning(ShiftAttackWarning):
     """A batch did not fit in memory and was split (results are unchanged)."""
+
+
+class ConversionWarning(ShiftAttackWarning):
+    """A model conversion changed nothing (its subsampling is not made of convertible modules)."""
 
 
 class PeerFailed(ShiftAttackError):

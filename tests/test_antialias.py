@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from shiftattack.errors import ModelError, SpecError
+from shiftattack.errors import ConversionError, ConversionWarning, ModelError, SpecError
 from shiftattack.models.antialias import antialias, detect_arch
 from shiftattack.models.blurpool import BlurPool2d, binomial_filter
 from shiftattack.models.compat import adapt_state_dict
@@ -236,3 +238,61 @@ def test_a_named_model_loads_an_antialiased_cnns_file_and_gives_the_same_outputs
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():  # ours takes [0, 1] images and normalises inside; theirs takes normalised input
         assert torch.allclose(ours(x), theirs((x - mean) / std), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- branching models and silent no-ops
+
+
+def _strided_layers(model: nn.Module) -> list[str]:
+    kinds = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+    return [name for name, m in model.named_modules()
+            if isinstance(m, kinds) and (m.stride if isinstance(m.stride, int) else m.stride[0]) > 1]
+
+
+@pytest.mark.parametrize("arch", ["squeezenet1_0", "squeezenet1_1", "googlenet"])
+def test_squeezenet_and_googlenet_convert_and_run(arch):
+    """Their pools follow branch-concatenating blocks (Fire, Inception) and use ceil mode."""
+    extra = {"init_weights": False, "aux_logits": True, "transform_input": True}
+    extra = extra if arch == "googlenet" else {}
+    base = torchvision.models.get_model(arch, weights=None, num_classes=10, **extra).eval()
+    model = antialias(base, filter_size=4)
+    blurs = [m for m in model.modules() if isinstance(m, BlurPool2d)]
+    assert len(blurs) >= 4 and not _strided_layers(model)  # every subsampling layer is blurred
+    assert _strided_layers(base) and _n_params(model) == _n_params(base)
+    with torch.no_grad():
+        for side in (224, 96):
+            out = model(torch.rand(2, 3, side, side))
+            assert out.shape == (2, 10) and torch.isfinite(out).all(), side
+    if arch == "googlenet":  # the auxiliary heads run in train mode too
+        outputs = model.train()(torch.rand(2, 3, 96, 96))
+        assert outputs.logits.shape == outputs.aux_logits1.shape == (2, 10)
+
+
+class _Functional(nn.Module):
+    """Subsamples only with functional calls: nothing a module tree shows."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = F.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.head(x[..., ::2, ::2].mean((2, 3)))
+
+
+def test_nothing_to_convert_warns_and_strict_raises():
+    base = _Functional().eval()
+    with pytest.warns(ConversionWarning, match=r"converted nothing.*no strided.*functional"):
+        model = antialias(base)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), base(x))
+    with pytest.raises(ConversionError, match=r"converted nothing.*F\.max_pool2d") as caught:
+        antialias(base, strict=True)
+    assert isinstance(caught.value, ModelError)
+    with pytest.raises(ConversionError):
+        antialias(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), strict=True)  # no subsampling at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model with layers to convert does not warn
+        antialias(_Custom(), strict=True)

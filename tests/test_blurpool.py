@@ -99,3 +99,18 @@ def test_bad_shapes_are_named():
         blur_pool2d(torch.zeros(4, 4), 3)
     with pytest.raises(ShapeError, match=r"\(N, 3, H, W\)"):
         BlurPool2d(3, 3)(torch.zeros(1, 2, 4, 4))
+
+
+def test_channels_none_accepts_any_width_and_equals_the_fixed_layer():
+    free = BlurPool2d(None, filter_size=4, stride=2)
+    for channels in (1, 5, 12):
+        x = torch.rand(2, channels, 9, 9)
+        assert torch.equal(free(x), BlurPool2d(channels, 4, 2)(x))
+    assert "any channels" in repr(free)
+    with pytest.raises(ShapeError, match=r"\(N, C, H, W\)"):
+        free(torch.rand(3, 8, 8))
+    from shiftattack.models.compat import adapt_state_dict  # a saved per-channel filter still loads
+
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), free)
+    state = {**model.state_dict(), "1.filt": binomial_filter(4).expand(6, 1, 4, 4).clone()}
+    assert adapt_state_dict(model, state).keys() == model.state_dict().keys()

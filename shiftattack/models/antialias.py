@@ -37,26 +37,37 @@ forward order is its child order) replacements are flattened into it:
 the same followers, then ``BlurPool(s)`` after the last activation (right after
 the conv when no activation follows). Elsewhere the forward order is unknown and
 a layer is replaced in place (``Conv(s)`` -> ``Sequential(Conv(1), BlurPool(s))``).
-A pool's channel count is that of the last conv or norm layer registered before
-it (a mismatch raises :class:`~shiftattack.errors.ShapeError` at the first forward).
+A pool's BlurPool takes its channel count from the conv or norm before it in the
+same plain ``nn.Sequential`` (through activations, dropout, other pools); where
+the tree does not say (after a block that concatenates branches, like SqueezeNet's
+Fire and GoogLeNet's Inception, or outside a Sequential) it takes any count. A
+ceil-mode max-pool's stride-1 form needs no ceil mode, so its map may come out one
+pixel smaller than the baseline's.
+
+Only modules convert: subsampling by functional calls in ``forward``
+(``F.max_pool2d``, a strided ``F.conv2d``, ``x[..., ::2, ::2]``) stays aliased.
+When nothing was converted :func:`antialias` warns
+(:class:`~shiftattack.errors.ConversionWarning`), or raises
+:class:`~shiftattack.errors.ConversionError` with ``strict=True``.
 
 With ``filter_size=1`` a BlurPool is plain subsampling ``x[..., ::s, ::s]``:
 ``Conv(1)`` then subsampling equals ``Conv(s)`` and ``MaxPool(k, 1, p)`` then
-subsampling equals ``MaxPool(k, s, p)``, so the converted model computes what the
-baseline does except where the recipe itself changes a layer (ResNet's stem
-pool, DenseNet's average pools, MobileNetV2's dropout).
+subsampling equals ``MaxPool(k, s, p)`` (without ceil mode), so the converted
+model computes what the baseline does except where the recipe itself changes a
+layer (ResNet's stem pool, DenseNet's average pools, MobileNetV2's dropout).
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 from torch import nn
 from torchvision.models import VGG, AlexNet, DenseNet, MobileNetV2, ResNet
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from ..errors import SpecError
+from ..errors import ConversionError, ConversionWarning, SpecError
 from .blurpool import BlurPool2d, MaxBlurPool2d, _check_args
 
 __all__ = ["ARCHS", "antialias", "detect_arch"]
@@ -84,6 +95,7 @@ def antialias(
     arch: str | None = None,
     *,
     inplace: bool = False,
+    strict: bool = False,
 ) -> nn.Module:
     """Return an anti-aliased copy of ``model`` with the baseline's weights.
 
@@ -96,6 +108,7 @@ def antialias(
             ``zero`` or ``circular``.
         arch: force a recipe from :data:`ARCHS` (default: :func:`detect_arch`).
         inplace: convert ``model`` itself instead of a deep copy.
+        strict: raise instead of warning when nothing was converted.
 
     Returns:
         the converted model, in the train/eval mode of ``model``; same parameter
@@ -106,6 +119,12 @@ def antialias(
     Raises:
         SpecError: bad ``filter_size``/``pad_mode``/``arch``, a model that
             already holds BlurPool layers, or a layout the recipe does not expect.
+        ConversionError: with ``strict=True``, when the model holds no strided
+            conv or pooling module, so that nothing was converted.
+
+    Warns:
+        ConversionWarning: when nothing was converted (``strict=False``); the
+            model is returned unchanged.
     """
     _check_args(filter_size, 2, pad_mode)
     arch = detect_arch(model) if arch is None else arch
@@ -123,6 +142,15 @@ def antialias(
     for module in model.modules():  # new layers follow the model's train/eval mode
         if module not in before:
             module.training = model.training
+    if not any(isinstance(m, BlurPool2d) for m in model.modules()):
+        message = (f"antialias() converted nothing in {type(model).__name__}: it holds no strided "
+                   "nn.Conv2d, nn.MaxPool2d or nn.AvgPool2d module; subsampling done by functional "
+                   "calls in forward (F.max_pool2d, F.avg_pool2d, strided F.conv2d, x[..., ::2, ::2]) "
+                   "cannot be converted: make those layers modules, or blur them yourself with "
+                   "shiftattack.models.blur_pool2d")
+        if strict:
+            raise ConversionError(message)
+        warnings.warn(message, ConversionWarning, stacklevel=2)
     return model
 
 
@@ -232,22 +260,42 @@ def _mobilenet_v2(model: nn.Module, filter_size: int, pad_mode: str) -> None:
 # ---------------------------------------------------------------- generic rule
 
 
-def _channels_before(model: nn.Module) -> dict[int, int]:
-    """id(pool) -> channels of the last conv/norm registered before it."""
-    channels: dict[int, int] = {}
-    last: int | None = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            last = module.out_channels
-        elif isinstance(module, nn.BatchNorm2d | nn.InstanceNorm2d):
-            last = module.num_features
-        elif isinstance(module, nn.GroupNorm):
-            last = module.num_channels
-        elif isinstance(module, nn.MaxPool2d | nn.AvgPool2d) and _stride(module) > 1:
-            if last is None:
-                raise SpecError(f"cannot tell the channel count of {name or 'the model'} ({module}): "
-                                "no conv or norm layer is registered before it")
-            channels[id(module)] = last
+_SAME_WIDTH = _ACTIVATIONS + (nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d,
+                              nn.AvgPool2d)
+
+
+def _width(module: nn.Module) -> int | None:
+    """Output channels of ``module`` when its type says them (None: unknown)."""
+    if _is_plain_sequential(module):
+        return _last_width(list(module.children()))
+    for cls, attr in ((nn.Conv2d, "out_channels"), (nn.BatchNorm2d, "num_features"),
+                      (nn.InstanceNorm2d, "num_features"), (nn.GroupNorm, "num_channels")):
+        if isinstance(module, cls):
+            return getattr(module, attr)
+    return None
+
+
+def _last_width(layers: list[nn.Module]) -> int | None:
+    """Output channels of ``layers`` run in order, looking back through width-keeping layers."""
+    for layer in reversed(layers):
+        if not isinstance(layer, _SAME_WIDTH):
+            return _width(layer)
+    return None
+
+
+def _channels_before(model: nn.Module) -> dict[int, int | None]:
+    """id(strided pool) -> its input channels where the module tree says them for sure.
+
+    Only a pool inside a plain ``nn.Sequential`` has a known predecessor; a pool
+    missing from the map (or mapped to None) gets a BlurPool for any channel count.
+    """
+    channels: dict[int, int | None] = {}
+    for module in model.modules():
+        if _is_plain_sequential(module):
+            layers = list(module.children())
+            for i, layer in enumerate(layers):
+                if isinstance(layer, nn.MaxPool2d | nn.AvgPool2d) and _stride(layer) > 1:
+                    channels[id(layer)] = _last_width(layers[:i])
     return channels
 
 
@@ -266,10 +314,10 @@ def _is_plain_sequential(module: nn.Module) -> bool:
 def _alone(child: nn.Module, filter_size: int, pad_mode: str, channels: dict[int, int]) -> nn.Module | None:
     """Replacement for a strided layer whose neighbours are unknown (None: not strided)."""
     if isinstance(child, nn.MaxPool2d) and _stride(child) > 1:
-        blur = BlurPool2d(channels[id(child)], filter_size, _stride(child), pad_mode)
+        blur = BlurPool2d(channels.get(id(child)), filter_size, _stride(child), pad_mode)
         return nn.Sequential(_unit_stride_max(child), blur)
     if isinstance(child, nn.AvgPool2d) and _stride(child) > 1:
-        return BlurPool2d(channels[id(child)], filter_size, _stride(child), pad_mode)
+        return BlurPool2d(channels.get(id(child)), filter_size, _stride(child), pad_mode)
     if isinstance(child, nn.Conv2d) and _stride(child) > 1:
         stride = _stride(child)
         child.stride = (1, 1)
@@ -319,10 +367,10 @@ def _rebuild_sequential(
                 items.append((name + "_blur", blur))
             continue
         if isinstance(child, nn.MaxPool2d) and _stride(child) > 1:
-            blur = BlurPool2d(channels[id(child)], filter_size, _stride(child), pad_mode)
+            blur = BlurPool2d(channels.get(id(child)), filter_size, _stride(child), pad_mode)
             items += [(name, _unit_stride_max(child)), (name + "_blur", blur)]
         elif isinstance(child, nn.AvgPool2d) and _stride(child) > 1:
-            items.append((name, BlurPool2d(channels[id(child)], filter_size, _stride(child), pad_mode)))
+            items.append((name, BlurPool2d(channels.get(id(child)), filter_size, _stride(child), pad_mode)))
         else:
             if _is_plain_sequential(child):
                 _rebuild_sequential(child, filter_size, pad_mode, channels)

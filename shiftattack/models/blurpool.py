@@ -132,27 +132,33 @@ def blur_pool2d(x: Tensor, filter_size: int = 4, stride: int = 2, pad_mode: str 
 class BlurPool2d(nn.Module):
     """Module form of :func:`blur_pool2d` for ``channels`` input channels.
 
+    ``channels=None`` accepts any channel count (the filter is broadcast over the
+    channels at each call), for a layer whose input width cannot be known before
+    the first forward (after a module that concatenates branches, say).
+
     Shape:
         (N, channels, H, W) -> (N, channels, ceil(H / stride), ceil(W / stride)).
     """
 
     def __init__(
-        self, channels: int, filter_size: int = 4, stride: int = 2, pad_mode: str = "reflect"
+        self, channels: int | None, filter_size: int = 4, stride: int = 2, pad_mode: str = "reflect"
     ) -> None:
         super().__init__()
         _check_args(filter_size, stride, pad_mode)
         self.channels, self.filter_size, self.stride, self.pad_mode = channels, filter_size, stride, pad_mode
-        kernel = binomial_filter(filter_size)[None, None].repeat(channels, 1, 1, 1)
+        kernel = binomial_filter(filter_size)[None, None].repeat(channels or 1, 1, 1, 1)
         self.register_buffer("filt", kernel, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
+        if x.dim() != 4 or (self.channels is not None and x.shape[1] != self.channels):
             raise ShapeError(
-                f"BlurPool2d expects (N, {self.channels}, H, W), got {tuple(x.shape)}")
-        return _blur_pool(x, self.filt, self.filter_size, self.stride, self.pad_mode)
+                f"BlurPool2d expects (N, {self.channels or 'C'}, H, W), got {tuple(x.shape)}")
+        kernel = self.filt if self.channels is not None else self.filt.expand(x.shape[1], -1, -1, -1)
+        return _blur_pool(x, kernel, self.filter_size, self.stride, self.pad_mode)
 
     def extra_repr(self) -> str:
-        return (f"{self.channels}, filter_size={self.filter_size} ({FILTER_NAMES[self.filter_size]}), "
+        channels = "any channels" if self.channels is None else self.channels
+        return (f"{channels}, filter_size={self.filter_size} ({FILTER_NAMES[self.filter_size]}), "
                 f"stride={self.stride}, pad_mode={self.pad_mode!r}")
 
 

@@ -70,11 +70,13 @@ def adapt_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str,
 
 def _check_filter(key: str, value: Tensor, blur: BlurPool2d) -> None:
     ours = blur.filt
+    if blur.channels is None and value.dim() == 4:  # a layer for any channel count: one filter per channel
+        ours = ours.expand(value.shape[0], -1, -1, -1)
     name = f"{blur.filter_size} ({FILTER_NAMES[blur.filter_size]})"
     if tuple(value.shape) != tuple(ours.shape):
         raise ModelError(
             f"{key}: the file holds a blur filter of shape {tuple(value.shape)}, but this model's layer "
-            f"expects ({blur.channels}, 1, {blur.filter_size}, {blur.filter_size}) for filter_size {name}; "
+            f"expects {tuple(ours.shape)} for filter_size {name}; "
             "the weights were saved from a model with another filter size or layout")
     if not torch.allclose(value.detach().cpu().to(torch.float64), ours.cpu().to(torch.float64), atol=1e-6):
         raise ModelError(
