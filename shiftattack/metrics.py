@@ -38,8 +38,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .errors import DataError, ShapeError, SpecError, check_images, check_shape
 from .engine import checked_logits
+from .errors import DataError, ShapeError, SpecError, check_images, check_shape
 from .shifts import INTEGER_MODES, crop_window, shift
 
 __all__ = [
@@ -205,9 +205,11 @@ def consistency(
     """Consistency of top-1 predictions between two random windows (Zhang, ICML 2019).
 
     Protocol: for each repeat and each image independently, draw two window
-    top-left corners uniformly in ``[0, Hs-h] x [0, Ws-w]`` (or, with
+    top-left corners uniformly in ``[0, Hs-h-1] x [0, Ws-w-1]`` as Zhang's
+    ``randint(Hs - h)`` does (224 windows of 256: corners 0..31, never 32; a
+    canvas no larger than the window on an axis gives corner 0 there), or, with
     ``max_offset``, two content shifts uniformly in ``[-max_offset, max_offset]^2``
-    about the centred window) with ``torch.randint`` on ``generator``, so a
+    about the centred window, with ``torch.randint`` on ``generator``, so a
     seeded generator gives a deterministic result; the two windows may coincide.
     Deviation from Zhang's code: offsets are drawn per image, not once per batch.
 
@@ -229,8 +231,8 @@ def consistency(
     reps, dev = _int(n_repeats, "n_repeats", 1), _device(generator)
     cy, cx = (hs - h) // 2, (ws - w) // 2
     if max_offset is None:
-        left = torch.randint(0, ws - w + 1, (reps, n, 2), generator=generator, device=dev)
-        top = torch.randint(0, hs - h + 1, (reps, n, 2), generator=generator, device=dev)
+        left = torch.randint(0, max(ws - w, 1), (reps, n, 2), generator=generator, device=dev)
+        top = torch.randint(0, max(hs - h, 1), (reps, n, 2), generator=generator, device=dev)
         offsets = torch.stack([cx - left, cy - top], dim=-1)  # content shift = centre - corner
     else:
         m, room = _int(max_offset, "max_offset"), min(cx, cy, ws - w - cx, hs - h - cy)

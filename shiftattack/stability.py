@@ -99,8 +99,8 @@ def canvas_stability_document(
 ) -> dict[str, Any]:
     """Zhang's crop protocol on real canvases (ImageNet: 224 windows of 256 x 256 images).
 
-    - ``consistency["crop"]``: two windows per image and repeat, top-left corners uniform over
-      the canvas (:func:`shiftattack.metrics.consistency`);
+    - ``consistency["crop"]``: two windows per image and repeat, top-left corners uniform in
+      ``0..S-size-1`` as Zhang's ``randint`` (:func:`shiftattack.metrics.consistency`);
     - ``diagonal``: windows at (d, d), d = 0..(canvas - size), as content shifts centred on 0;
     - ``flip_rate``: the centred window against windows moved 1..``flip_distance`` px
       (Leterme et al. use 1 to 8 on ImageNet).

@@ -198,10 +198,32 @@ def test_consistency_crop_reproduces_documented_draw():
     g = torch.Generator().manual_seed(7)
     res = consistency(column_model, canvas, size=8, n_repeats=3, generator=g)
     # documented protocol: left corners drawn first, shape (repeats, N, 2); agree iff equal columns
-    left = torch.randint(0, 5, (3, 4, 2), generator=torch.Generator().manual_seed(7))
+    left = torch.randint(0, 4, (3, 4, 2), generator=torch.Generator().manual_seed(7))
     agree = int((left[..., 0] == left[..., 1]).sum())
     assert (res.n_pairs, res.n_agree) == (12, agree)
     assert res.consistency == pytest.approx(100.0 * agree / 12)
+
+
+def test_consistency_corners_follow_zhangs_randint():
+    """Corners in [0, Hs-h-1] like Zhang's randint(32) for 224 windows of 256: never Hs-h itself."""
+    hs, ws, h, w = 12, 15, 8, 8
+    rows = torch.arange(hs, dtype=torch.float32)[:, None].expand(hs, ws)
+    cols = torch.arange(ws, dtype=torch.float32)[None, :].expand(hs, ws)
+    canvas = torch.stack([cols, rows, torch.zeros(hs, ws)])[None].repeat(4, 1, 1, 1) / 100
+    seen: list[torch.Tensor] = []
+
+    def corner_model(x):  # records each window's top-left canvas coordinates (col, row)
+        seen.append((x[:, :2, 0, 0] * 100).round().long())
+        return torch.zeros(len(x), 2)
+
+    consistency(corner_model, canvas, size=(h, w), n_repeats=100, generator=torch.Generator().manual_seed(0))
+    corners = torch.cat(seen)
+    assert len(corners) == 2 * 4 * 100
+    assert set(corners[:, 0].tolist()) == set(range(ws - w))  # 0..6 of a 15 px canvas, never 7
+    assert set(corners[:, 1].tolist()) == set(range(hs - h))
+    seen.clear()
+    assert consistency(corner_model, canvas[..., :h, :], size=(h, w), n_repeats=3).consistency == 100.0
+    assert set(torch.cat(seen)[:, 1].tolist()) == {0}  # a canvas no taller than the window: row 0
 
 
 def test_consistency_deterministic_and_bounded(conv, canvas, images):
