@@ -86,6 +86,8 @@ def certificate_summary(doc: dict) -> str:
         f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
         f"  certified accuracy  {_pct(doc['certified_accuracy'])}",
     ]
+    if doc.get("smoothed_accuracy") is not None:
+        lines.insert(3, f"  smoothed accuracy   {_pct(doc['smoothed_accuracy'])}")
     if doc.get("worst_case_accuracy") is not None:
         lines.append(f"  attack (same set)   {_pct(doc['worst_case_accuracy'])}  "
                      f"gap {100 * (doc['worst_case_accuracy'] - doc['certified_accuracy']):.2f} points")

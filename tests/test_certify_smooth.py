@@ -169,7 +169,7 @@ def test_cli_smooth_certificate_verify_and_tampering(files, capsys):
     assert doc["method"]["name"] == "smooth" and "smoothed classifier" in doc["method"]["claim"]
     assert doc["threat"]["interpolation"].startswith("fourier")
     for rec in doc["images"]:
-        ok = rec["clean_pred"] == rec["label"] and rec["radius"] is not None and rec["radius"] > 0.5
+        ok = rec["smoothed_pred"] == rec["label"] and rec["radius"] is not None and rec["radius"] > 0.5
         assert rec["certified"] == ok
         if rec["radius"] is not None:
             assert rec["radius"] == pytest.approx(0.75 * norm.ppf(rec["p_lower"]))
@@ -197,3 +197,60 @@ def test_smooth_needs_circular_mode_and_a_radius(files, capsys):
     assert "--mode circular" in capsys.readouterr().err
     assert _certify(files, files["tmp"] / "b", "--shifts", "grid:1", "--mode", "circular") == 2
     assert "l2:R" in capsys.readouterr().err
+
+
+CORNER_FILE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Corner(nn.Module):
+        # class 0 when pixel (0, 0) is bright, else class 1
+        def forward(self, x):
+            v = x[:, 0, 0, 0]
+            return 10 * torch.stack([v - 0.5, 0.5 - v, torch.zeros_like(v)], 1)
+
+    def factory():
+        return Corner()
+    """
+)
+
+
+def test_clean_pred_is_the_base_model_and_smoothed_pred_the_smoothed_classifier(tmp_path, capsys):
+    """A bright corner pixel: the base model says 0 on the unshifted image, while under shifts of
+    sigma = 3 px the pixel leaves the corner, so the smoothed classifier says 1 (the label)."""
+    x = np.zeros((4, 8, 8, 3), np.uint8)
+    x[:, 0, 0] = 255
+    np.savez(tmp_path / "data.npz", x=x, y=np.ones(4, np.int64))
+    (tmp_path / "corner.py").write_text(CORNER_FILE)
+    files = {"model": f"{tmp_path / 'corner.py'}:factory", "data": tmp_path / "data.npz"}
+    out = tmp_path / "cert"
+    assert _certify(files, out, "--shifts", "l2:0.5", "--mode", "circular", "--sigma", "3") == 0
+    doc = json.loads((out / "certificate.json").read_text())
+    got = [(r["clean_pred"], r["smoothed_pred"], r["certified"]) for r in doc["images"]]
+    assert got == [(0, 1, True)] * 4
+    assert (doc["clean_accuracy"], doc["smoothed_accuracy"], doc["certified_accuracy"]) == (0.0, 1.0, 1.0)
+    assert "smoothed_pred" in (out / "certificate.csv").read_text().splitlines()[0]
+    assert main(["verify", str(out), "--quiet"]) == 0
+    pristine = json.loads((out / "certificate.json").read_text())
+    for key, value, message in (("clean_pred", 1, "clean prediction 1 recorded, 0 recomputed"),
+                                ("smoothed_pred", -1, "smoothed prediction -1")):
+        edited = json.loads(json.dumps(pristine))
+        edited["images"][2][key] = value
+        if key == "smoothed_pred":
+            edited["images"][2]["certified"] = edited["images"][2]["robust"] = False
+            edited["certified_accuracy"] = 0.75
+            edited["smoothed_accuracy"] = 0.75
+            edited["certified_accuracy_vs_radius"] = None
+        else:
+            edited["clean_accuracy"] = 0.25
+        (out / "certificate.json").write_text(json.dumps(seal(edited)))
+        assert main(["verify", str(out), "--quiet"]) == 1
+        assert message in capsys.readouterr().err
+    old_style = json.loads(json.dumps(pristine))  # a certificate of the old layout: no smoothed_pred
+    for rec in old_style["images"]:
+        rec["clean_pred"] = rec.pop("smoothed_pred")
+    old_style["clean_accuracy"] = 1.0
+    (out / "certificate.json").write_text(json.dumps(seal(old_style)))
+    assert main(["verify", str(out), "--quiet"]) == 1
+    assert "no 'smoothed_pred' field" in capsys.readouterr().err

@@ -4,7 +4,10 @@ A certificate is one JSON document (DESIGN.md): the per-image records of the
 attack contract plus ``certified``, ``certified_accuracy``, the threat set, the
 method and its parameters, sha256 fingerprints of the model (weights file and
 parameters) and of the data (pixels, labels, indices), tool and torch versions,
-device and dtype. :func:`seal` adds ``integrity.sha256``, a digest of the rest
+device and dtype. ``clean_pred`` is always the model's own top-1 on the unshifted
+image; a ``smooth`` certificate, whose claim is about the smoothed classifier, adds
+its prediction per image (``smoothed_pred``, -1 = abstain) and ``smoothed_accuracy``.
+:func:`seal` adds ``integrity.sha256``, a digest of the rest
 of the document in canonical form, so that an edit made after the file was
 written is detected by :func:`load_certificate` even before anything is
 recomputed (a digest is an integrity check, not a signature: whoever edits the
@@ -136,12 +139,15 @@ def check_document(doc: Any) -> dict[str, Any]:
             "sha256 does not match its content"
         )
     images = doc["images"]
+    smooth = doc["method"]["name"] == "smooth"  # certified is about the smoothed prediction
+    pred = "smoothed_pred" if smooth else "clean_pred"
     for k, rec in enumerate(images):
         if not isinstance(rec, dict):
             raise CertificateError(f"images[{k}] must be an object")
-        _check_fields(rec, _IMAGE, f"images[{k}]")
-        if rec["certified"] and rec["clean_pred"] != rec["label"]:
-            raise CertificateError(f"images[{k}] is marked certified but misclassified unshifted")
+        _check_fields(rec, {**_IMAGE, pred: int}, f"images[{k}]")
+        if rec["certified"] and rec[pred] != rec["label"]:
+            what = "the smoothed classifier's prediction is wrong" if smooth else "misclassified unshifted"
+            raise CertificateError(f"images[{k}] is marked certified but {what}")
     n = len(images)
     if doc["n_images"] != n:
         raise CertificateError(f"n_images is {doc['n_images']} but there are {n} image records")
@@ -156,6 +162,11 @@ def check_document(doc: Any) -> dict[str, Any]:
             )
         if not math.isclose(doc["clean_accuracy"], clean, rel_tol=0, abs_tol=1e-12):
             raise CertificateError(f"clean_accuracy is {doc['clean_accuracy']} but the records give {clean}")
+        smoothed = sum(rec["smoothed_pred"] == rec["label"] for rec in images) / n if smooth else None
+        if smooth and not (isinstance(doc.get("smoothed_accuracy"), float | int)
+                           and math.isclose(doc["smoothed_accuracy"], smoothed, rel_tol=0, abs_tol=1e-12)):
+            raise CertificateError(
+                f"smoothed_accuracy is {doc.get('smoothed_accuracy')} but the records give {smoothed}")
     return doc
 
 

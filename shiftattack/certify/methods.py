@@ -13,13 +13,16 @@ from typing import Any
 
 from torch import Tensor
 
+from ..engine import ModelRunner
 from ..errors import SpecError
 from ..threats import ThreatModel, default_crop_size, parse_shifts
 from .bound import BoundConfig, certify_bound, parse_box
 from .exact import certify_exact, exact_records, radius_curve, set_radii
+from .lowering_check import check_lowering
+from .propagate import BoundModel
 from .smooth import SmoothConfig, certified_at, parse_radius, smooth_certify
 
-__all__ = ["SmoothThreat", "BoxThreat", "build_threat", "certify_chunk", "describe", "curve"]
+__all__ = ["SmoothThreat", "BoxThreat", "build_threat", "check_model", "certify_chunk", "describe", "curve"]
 
 STATUS = {
     0: "certified",
@@ -109,6 +112,21 @@ def build_threat(cfg, image_size: tuple[int, int]):
     return threat
 
 
+def check_model(cfg, model, images: Tensor, indices: Tensor, threat, device, n_images: int = 8) -> None:
+    """Refuse, before any output is written, a model the method cannot certify soundly.
+
+    For ``bound``: the model must lower to supported operations that compute its own logits
+    on the first ``n_images`` images (:func:`~.lowering_check.check_lowering`); every chunk
+    checks its own images again before it bounds them. Other methods evaluate the model itself.
+    """
+    if cfg.method != "bound":
+        return
+    runner = ModelRunner(model, device, images.dtype)
+    bounder = BoundModel(runner.model, tuple(images.shape[-2:])).to(runner.device)
+    check_lowering(bounder, runner, images[:n_images], threat.radius, threat.mode, threat.fill,
+                   indices=indices[:n_images])
+
+
 def bound_config(cfg, threat: BoxThreat) -> BoundConfig:
     return BoundConfig(
         radius=threat.radius,
@@ -175,6 +193,7 @@ def certify_chunk(
             device=device,
             batch_size=cfg.batch_size,
             progress=progress,
+            indices=indices,
         )
         return _bound_records(out, labels, indices)
     rows = smooth_certify(
@@ -194,7 +213,8 @@ def certify_chunk(
             {
                 "index": int(indices[k]),
                 "label": row["label"],
-                "clean_pred": row["prediction"],
+                "clean_pred": row["base_pred"],
+                "smoothed_pred": row["prediction"],
                 "robust": ok,
                 "certified": ok,
                 "worst_shift": [0, 0],
@@ -224,7 +244,8 @@ def describe(cfg, threat) -> dict[str, Any]:
             "with T_d the band-limited circular (Fourier) shift and P the removal of the Nyquist "
             "row/column: for each image marked certified, with probability at least 1 - alpha, g "
             f"classifies it correctly under every shift of L2 norm < {threat.l2_radius:g} px "
-            "(the per-image radius is larger or equal). prediction -1 = abstain. This is a "
+            "(the per-image radius is larger or equal). smoothed_pred is g's prediction (-1 = "
+            "abstain); clean_pred is the base model's on the unshifted image. This is a "
             "certificate for g, not for the base model.",
         }
     if cfg.method == "bound":
@@ -264,7 +285,7 @@ def curve(cfg, threat, records: list[dict]) -> list[dict] | None:
             {
                 "radius": r,
                 "certified_accuracy": sum(
-                    certified_at(rec["clean_pred"], rec["label"], rec["radius"], r) for rec in records
+                    certified_at(rec["smoothed_pred"], rec["label"], rec["radius"], r) for rec in records
                 )
                 / n,
             }

@@ -26,7 +26,7 @@ from ..models.loading import file_sha256
 from ..results import check_output_dir, write_csv, write_json
 from ..units import open_run
 from .document import METHODS, seal, state_sha256
-from .methods import build_threat, certify_chunk, curve, describe
+from .methods import build_threat, certify_chunk, check_model, curve, describe
 
 __all__ = ["CertifyConfig", "Inputs", "run_certify", "build_threat", "load_inputs", "config_from_document"]
 
@@ -172,6 +172,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
             "the processes loaded different models (a model without --weights is initialised at random "
             "in each process); give --weights to certify under torchrun"
         )
+    check_model(cfg, model, images, data.indices, threat, device)
     path, store = open_run(cfg.out, _identity(cfg, fingerprints), overwrite=cfg.overwrite,
                            resume=cfg.resume, ctx=ctx)
     start = time.perf_counter()
@@ -247,6 +248,7 @@ def _document(
     }
     if cfg.method == "smooth":  # no attack on the smoothed classifier: robust means certified
         doc["worst_case_accuracy"] = None
+        doc["smoothed_accuracy"] = sum(r["smoothed_pred"] == r["label"] for r in records) / n
     elif certified > robust:  # cannot happen for a sound method; refuse to write such a file
         raise ShiftAttackError(
             f"internal error: {certified} images certified but only {robust} survive the attack"
@@ -267,6 +269,9 @@ def _write_csv(path: Path, records: list[dict]) -> None:
         "n_evaluated",
         "certified_radius",
     ]
+    smooth = any("smoothed_pred" in r for r in records)
+    if smooth:
+        header.append("smoothed_pred")
     rows = (
         [
             r["index"],
@@ -278,6 +283,7 @@ def _write_csv(path: Path, records: list[dict]) -> None:
             "" if r["worst_margin"] is None else f"{r['worst_margin']:.6g}",
             r["n_evaluated"],
             "" if r.get("certified_radius") is None else r["certified_radius"],
+            *([r["smoothed_pred"]] if smooth else []),
         ]
         for r in records
     )

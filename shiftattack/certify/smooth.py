@@ -14,7 +14,8 @@ count ``k`` hits of ``c``; ``p_lower`` is the one-sided Clopper-Pearson lower bo
 P(f = c) at level ``alpha``. If ``p_lower < 1/2`` the image is an abstention;
 otherwise g predicts c, and with probability at least 1 - alpha,
 g(T_a x) = c for every shift with ``||a||_2 < R = sigma * Phi^-1(p_lower)``. The
-certificate is about g, the smoothed classifier, not the base model f.
+certificate is about g, the smoothed classifier, not the base model f; each row also
+holds f's own prediction on the unshifted image (``base_pred``), which may differ.
 
 Draws are seeded per image from ``(seed, index)``, so a run is reproducible and
 does not depend on how images are batched or chunked.
@@ -136,18 +137,26 @@ def smooth_certify(
     batch_size: int = 256,
     progress: bool = False,
 ) -> list[dict]:
-    """CERTIFY every image; returns per-image dicts (prediction -1 = abstain).
+    """CERTIFY every image; returns per-image dicts.
 
     Args:
         model: maps (N, 3, H, W) in [0, 1] to logits.
         images: (N, 3, H, W) floats in [0, 1].
         labels, indices: (N,) int64; ``indices`` seed each image's draws.
         cfg: :class:`SmoothConfig`.
+
+    Returns:
+        one dict per image: ``prediction`` (g's class, -1 = abstain), ``top_class``,
+        ``n_top`` (hits of it in ``cfg.n`` draws), ``p_lower``, ``radius`` (L2 px, None
+        when abstaining), ``label``, and ``base_pred``, the base model's top-1 on the
+        unshifted image (no band-limiting, no noise).
     """
     cfg.check()
     runner = ModelRunner(model, device, images.dtype)
     runner.check_labels(labels.to(runner.device), images[:1].to(runner.device))
     k = int(runner.num_classes)  # type: ignore[arg-type]
+    base = torch.cat([runner(images[lo : lo + batch_size]).argmax(1).cpu()
+                      for lo in range(0, images.shape[0], batch_size)]) if images.shape[0] else None
     out = []
     bar = tqdm(total=images.shape[0], disable=not progress, unit="img", desc="smooth", leave=False)
     for i in range(images.shape[0]):
@@ -167,6 +176,7 @@ def smooth_certify(
                 "p_lower": p_lower,
                 "radius": radius,
                 "label": int(labels[i]),
+                "base_pred": int(base[i]),
             }
         )
         bar.update(1)

@@ -9,7 +9,9 @@
    member of the set is evaluated without early exit: a certified image must be
    correct under all of them with the recorded minimum margin and minimiser; an
    image not certified must be misclassified at its recorded shift; the recorded
-   clean prediction and certified radius must agree.
+   clean prediction and certified radius must agree. For a bound certificate the
+   bounds are run again, and every certified box is also sampled densely on the real
+   model (:mod:`.dense_check`), which does not trust the bounds.
 
 Any mismatch raises :class:`~.document.CertificateError` naming the image and field.
 """
@@ -25,6 +27,8 @@ import torch
 
 from ..attacks import GridAttack
 from ..engine import ModelRunner, margins, resolve_device
+from ..errors import SpecError
+from .dense_check import check_boxes_densely
 from .document import CertificateError, load_certificate
 from .exact import certified_radius
 from .methods import certify_chunk, smooth_config
@@ -52,11 +56,18 @@ def verify_certificate(
     batch_size: int | None = None,
     progress: bool = False,
     trust_pickle: bool = False,
+    dense_step: float = 1 / 16,
+    dense_random: int = 64,
 ) -> dict[str, Any]:
     """Verify a certificate; return a small report, raise :class:`CertificateError` on any mismatch.
 
     ``trust_pickle`` lets the certified weights file be a pickled whole model (see ``certify``).
+    For ``bound`` certificates every certified box is also sampled on a grid of step
+    ``dense_step`` px plus ``dense_random`` seeded uniform draws (:mod:`.dense_check`).
     """
+    if not (dense_step > 0 and math.isfinite(dense_step)) or dense_random < 0:
+        raise SpecError(f"--dense-step must be a positive number of pixels and --dense-random >= 0, got "
+                        f"{dense_step} and {dense_random}")
     doc = load_certificate(path)
     cfg = config_from_document(doc, device, trust_pickle)
     if batch_size is not None:
@@ -101,6 +112,14 @@ def verify_certificate(
     # check_document has already restricted the method to exact, bound or smooth
     check = {"exact": _verify_exact, "bound": _verify_bound, "smooth": _verify_smooth}[doc["method"]["name"]]
     check(doc, inputs, cfg, [records[k] for k in chosen], [positions[k] for k in chosen], device, progress)
+    report: dict[str, Any] = {}
+    if doc["method"]["name"] == "bound":
+        pos = torch.tensor([positions[k] for k in chosen], dtype=torch.long)
+        report["n_dense_samples"] = check_boxes_densely(
+            inputs.model, inputs.images[pos], inputs.data.labels[pos], [records[k] for k in chosen],
+            doc["threat"], device=resolve_device(device), step=dense_step, n_random=dense_random,
+            seed=seed, batch_size=cfg.batch_size,
+        )
     return {
         "n_checked": len(chosen),
         "n_images": len(records),
@@ -165,7 +184,8 @@ def _verify_exact(doc, inputs, cfg, records, positions, device, progress) -> Non
 
 def _verify_smooth(doc, inputs, cfg, records, positions, device, progress) -> None:
     """Redraw every sample with the recorded seed: counts must agree exactly, and p_lower, the
-    radius and the certified flag must follow from them."""
+    radius, the smoothed prediction and the certified flag must follow from them; the clean
+    prediction must be the base model's on the unshifted image."""
     from scipy.stats import norm
 
     scfg = smooth_config(cfg)
@@ -195,10 +215,14 @@ def _verify_smooth(doc, inputs, cfg, records, positions, device, progress) -> No
             )
         radius = None if p_lower < 0.5 else scfg.sigma * float(norm.ppf(p_lower))
         prediction = -1 if radius is None else rec["top_class"]
-        if rec["clean_pred"] != prediction or not _close(rec.get("radius"), radius):
+        if rec["smoothed_pred"] != prediction or not _close(rec.get("radius"), radius):
             raise CertificateError(
-                f"{where}: prediction {rec['clean_pred']} / radius {rec.get('radius')} "
+                f"{where}: smoothed prediction {rec['smoothed_pred']} / radius {rec.get('radius')} "
                 f"recorded, {prediction} / {radius} from its counts"
+            )
+        if rec["clean_pred"] != row["base_pred"]:
+            raise CertificateError(
+                f"{where}: clean prediction {rec['clean_pred']} recorded, {row['base_pred']} recomputed"
             )
         ok = certified_at(prediction, rec["label"], radius, doc["threat"]["l2_radius"])
         if rec["certified"] != ok:
