@@ -38,6 +38,7 @@ from ..engine import ModelRunner, margins
 from ..errors import SpecError
 from ..threats import ThreatModel, parse_shifts
 from .linear_bounds import Bounds, concretize, exact
+from .lowering_check import check_lowering
 from .propagate import BoundModel
 
 __all__ = ["BoundConfig", "parse_box", "certify_bound", "cell_bounds", "BOUND_MODES"]
@@ -205,6 +206,7 @@ def certify_bound(
     device="cpu",
     batch_size: int = 256,
     progress: bool = False,
+    indices: Tensor | None = None,
 ) -> dict:
     """Certify ``box:R`` for each image.
 
@@ -215,6 +217,12 @@ def certify_bound(
         cfg: :class:`BoundConfig`.
         device: where the model and the bounds run.
         batch_size: (image, shift) pairs per forward pass of the attack.
+        indices: (N,) the images' indices in the data, for messages.
+
+    Raises:
+        UnsupportedLayer: the model has a layer without a sound rule, or its lowered operations
+            differ from its forward on an image that survived the attack
+            (:func:`~.lowering_check.check_lowering`: at the identity and 3 sub-pixel shifts).
 
     Returns:
         dict of per-image tensors (length N): ``clean_pred``, ``robust`` (no counterexample found),
@@ -255,6 +263,8 @@ def certify_bound(
         cell = torch.arange(n_cells).repeat(todo.numel())
         queue = _Pieces(img, ci[cell], cj[cell], cell)
         search = _BranchAndBound(runner, images, labels, cfg, state)
+        check_lowering(search.bounder, runner, images[todo.to(images.device)], cfg.radius, cfg.mode, cfg.fill,
+                       indices=None if indices is None else indices[todo])
         bar = tqdm(total=todo.numel(), disable=not progress, unit="img", desc="bound", leave=False)
         while len(queue):
             batch = queue.take(cfg.batch_size, status == -1)

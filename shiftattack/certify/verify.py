@@ -121,6 +121,7 @@ def verify_certificate(
             seed=seed, batch_size=cfg.batch_size,
         )
     return {
+        **report,
         "n_checked": len(chosen),
         "n_images": len(records),
         "method": doc["method"]["name"],
