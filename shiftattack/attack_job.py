@@ -28,7 +28,7 @@ from .data import load_dataset
 from .distributed import current, run_units
 from .engine import ModelRunner, resolve_device
 from .errors import DataError, SpecError, check_images
-from .models import load_model
+from .models import file_sha256, load_model
 from .results import check_output_dir, write_csv, write_json
 from .threats import ThreatModel, default_crop_size, parse_shifts
 from .units import open_run, unit_seed
@@ -97,8 +97,10 @@ def _search_kwargs(cfg: AttackConfig, seed: int) -> dict[str, Any]:
 
 
 def _identity(cfg: AttackConfig, data) -> dict[str, Any]:
+    """What the stored units depend on: the options, the weights file's and the data's content."""
     keep = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite", "resume", "device")}
-    return {**keep, "data_fingerprint": data.fingerprint(), "version": __version__}
+    weights = file_sha256(cfg.weights) if cfg.weights else None  # a file replaced in place differs
+    return {**keep, "weights_sha256": weights, "data_fingerprint": data.fingerprint(), "version": __version__}
 
 
 def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor,
@@ -189,8 +191,9 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
         return _chunk_record(result, data.indices[lo:hi])
 
     bar = tqdm(total=n, unit="img", desc=f"attack {template.name}", disable=not show) if ctx.is_main else None
-    chunks = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
-                       weight=lambda key: min(cfg.chunk_size, n - starts[key]))
+    with store.undo_on_failure():  # a failure before the first chunk leaves no folder behind
+        chunks = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
+                           weight=lambda key: min(cfg.chunk_size, n - starts[key]))
     if bar is not None:
         bar.close()
     if chunks is None:

@@ -27,7 +27,7 @@ from ..data import LabeledImages, load_dataset
 from ..distributed import current, run_units
 from ..engine import ModelRunner, resolve_device
 from ..errors import SpecError
-from ..models import load_model
+from ..models import file_sha256, load_model
 from ..results import check_output_dir, write_csv, write_json
 from ..units import open_run
 from .generate import center_crop
@@ -122,6 +122,7 @@ def _identity(cfg: BenchmarkConfig, clean: LabeledImages | None) -> dict[str, An
         "seed",
     )
     ident = {k: v for k, v in asdict(cfg).items() if k in keep}
+    ident["weights_sha256"] = file_sha256(cfg.weights) if cfg.weights else None  # replaced in place: differs
     ident["data_fingerprint"] = clean.fingerprint() if clean is not None else None
     return ident
 
@@ -169,15 +170,16 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         probe = center_crop(clean.images[:1], suite.crop).float().div_(255)
         runner.check_labels(clean.labels, probe)
     out, store = open_run(cfg.out, _identity(cfg, clean), overwrite=True, resume=cfg.resume, ctx=ctx)
+    with store.undo_on_failure():  # a failure before the first unit leaves no folder behind
+        if suite.kind == "c":
+            units = _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, show)
+        else:
+            units = _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show)
+    if units is None:
+        return None
     if suite.kind == "c":
-        units = _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, show)
-        if units is None:
-            return None
         doc = c_scores(units, names, severities, reference)
     else:
-        units = _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show)
-        if units is None:
-            return None
         doc = p_scores(units, names, cfg.difficulty, reference)
     doc = {
         "suite": suite.name,

@@ -188,8 +188,9 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
         return {"records": chunk}
 
     bar = tqdm(total=n, disable=not show, unit="img", desc=f"certify {cfg.method}") if ctx.is_main else None
-    units = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
-                      weight=lambda key: min(cfg.chunk_size, n - starts[key]))
+    with store.undo_on_failure():  # a failure before the first chunk leaves no folder behind
+        units = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
+                          weight=lambda key: min(cfg.chunk_size, n - starts[key]))
     if bar is not None:
         bar.close()
     if units is None:
