@@ -14,7 +14,8 @@ A :class:`ShiftSet` is parsed from the command-line spec (DESIGN.md):
 
 Every member is a row ``(dx, dy, angle)`` of a float64 tensor (pixels, pixels,
 degrees). A set enumerates itself in chunks (:meth:`ShiftSet.chunks`) so that
-attacks can stream it with memory independent of its size.
+attacks can stream it with memory independent of its size, and maps any
+parameters to its nearest member (:meth:`ShiftSet.project`, :meth:`ShiftSet.contains`).
 
 A :class:`ThreatModel` adds the border ``mode`` (circular, zero, reflect,
 replicate or crop), the sub-pixel ``interpolation`` and, in crop mode, the
@@ -125,6 +126,63 @@ class ShiftSet:
             t = (torch.rand((*shape, 2), generator=generator, dtype=torch.float64) * 2 - 1) * self.radius
         a = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * self.max_angle
         return torch.cat([t, a[..., None]], dim=-1)
+
+    def project(self, params: Tensor, integer: bool = False) -> Tensor:
+        """The member nearest each row: float64 (B, 3) ``(dx, dy, angle)`` -> float64 (B, 3), on the CPU.
+
+        Fixed sets (``grid``, ``list``, ``rotation``): the nearest row of :attr:`params`
+        (returned bit for bit) in the Euclidean metric on ``(dx, dy, angle * radius /
+        max_angle)`` (pixels: the angle range is scaled onto the translation range),
+        ties to the lowest row. For ``grid`` sets, the nearest grid value on each
+        axis, ties to the value an even number of steps from the axis's first value
+        at or above 0 (for whole-pixel grids that is ``torch.round``, half to even).
+        ``random`` sets, whose set is the whole box: clamped into ``|dx|, |dy| <=
+        radius``, ``|angle| <= max_angle``, then ``dx, dy`` rounded to whole pixels
+        when ``integer`` (exact threat models). NaN counts as 0.
+        """
+        p = params.detach().to("cpu", torch.float64).reshape(-1, 3).nan_to_num(0.0)  # NaN: 0, Inf: clamped
+        if self.kind == "random":
+            box = torch.tensor([self.radius, self.radius, self.max_angle], dtype=torch.float64)
+            p = torch.maximum(torch.minimum(p, box), -box)
+            if integer:
+                p[:, :2] = p[:, :2].round()
+            return p
+        n = math.isqrt(self.params.shape[0])
+        if self.kind == "grid" and n * n == self.params.shape[0]:  # rows: dy major, dx minor
+            # axis values -K + i * step; i0 = the first value at or above 0, offset o in steps
+            step = 2 * self.radius / (n - 1) if n > 1 else 1.0
+            start = math.ceil(self.radius / step - 1e-9)
+            o = start - self.radius / step
+            i = (p[:, :2] / step - o).round() + start  # round: half to even
+            i = i.clamp(0, n - 1).long()
+            return self.params[i[:, 1] * n + i[:, 0]]
+        scale = self.radius / self.max_angle if self.max_angle > 0 and self.radius > 0 else 1.0
+        weight = torch.tensor([1.0, 1.0, scale], dtype=torch.float64)
+        table = self.params * weight
+        out = torch.empty_like(p)
+        rows = max(1, 2**22 // max(1, table.shape[0]))  # bounds the (rows, M) distance matrix
+        for s in range(0, p.shape[0], rows):
+            d = ((p[s : s + rows, None, :] * weight - table) ** 2).sum(-1)
+            out[s : s + rows] = self.params[d.argmin(1)]
+        return out
+
+    def contains(self, params: Tensor, integer: bool = False, tol: float = 1e-9) -> Tensor:
+        """bool (B,): which rows ``(dx, dy, angle)`` of a (B, 3) tensor are members.
+
+        A row is a member of a fixed set when it is within ``tol`` (pixels, degrees)
+        of a member in every coordinate (so ``0.125`` steps computed another way still
+        match); of a ``random`` set when it lies in the box (to within ``tol``). With
+        ``integer`` (exact threat models) ``dx, dy`` must also be whole numbers exactly.
+        """
+        p = params.detach().to("cpu", torch.float64).reshape(-1, 3)
+        if self.kind == "random":
+            box = torch.tensor([self.radius, self.radius, self.max_angle], dtype=torch.float64)
+            ok = (p.abs() <= box + tol).all(dim=1)
+        else:
+            ok = ((self.project(p) - p).abs() <= tol).all(dim=1)
+        if integer:
+            ok &= (p[:, :2] == p[:, :2].round()).all(dim=1)
+        return ok & p.isfinite().all(dim=1)
 
     def to_json(self) -> dict:
         out = {"spec": self.spec, "kind": self.kind, "n_shifts": self.size, "radius": self.radius}
@@ -268,6 +326,14 @@ class ThreatModel:
     def exact(self) -> bool:
         """True when every member is applied by pure indexing (bit-exact)."""
         return self.interpolation == "exact"
+
+    def project(self, params: Tensor) -> Tensor:
+        """:meth:`ShiftSet.project` with whole pixels for exact threat models: (B, 3) -> (B, 3)."""
+        return self.shifts.project(params, integer=self.exact)
+
+    def contains(self, params: Tensor) -> Tensor:
+        """:meth:`ShiftSet.contains` with whole pixels for exact threat models: bool (B,)."""
+        return self.shifts.contains(params, integer=self.exact)
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         """Size (h, w) the model sees for source images of size (h, w)."""

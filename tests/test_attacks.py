@@ -176,17 +176,31 @@ def test_grid_memory_bounded_by_batch_size(problem):
         assert max(seen) <= 16
 
 
-def test_liar_model_failures_are_not_reported(problem, brute):
-    """Failures seen in a lying forward pass are re-checked and dropped."""
+def test_liar_model_failures_are_never_reported_or_dropped(problem, brute):
+    """A forward pass that lies (any one call: the clean pass, a search batch, a confirmation) is
+    caught by the separate pass: the attack raises instead of reporting the failure, or of
+    dropping it and counting the image robust."""
     model, x, y = problem
     threat = ThreatModel(parse_shifts(f"grid:{K}"), mode="zero")
-    # call 1 is the clean pass (and the label check); call 2, a search batch, lies
-    result = GridAttack(threat, batch_size=64)(LiarModel(model, 2, 2), x, y, device="cpu")
-    assert torch.equal(result.robust, torch.tensor(brute["zero"]["robust"]))
-    # lies in any single search batch are never reported, wherever they fall
-    for call in range(3, 7):  # calls 1-2 are the clean pass (24 images, batches of 16)
-        result = GridAttack(threat, batch_size=16)(LiarModel(model, call, call), x, y, device="cpu")
+    honest = GridAttack(threat, batch_size=16)(LiarModel(model, 0, 0), x, y, device="cpu")
+    assert torch.equal(honest.robust, torch.tensor(brute["zero"]["robust"]))
+    calls = LiarModel(model, 0, 0)
+    GridAttack(threat, batch_size=16)(calls, x, y, device="cpu")
+    raised = 0
+    for batch_size, lie in [(64, 2)] + [(16, call) for call in range(1, calls.calls + 1)]:
+        try:
+            result = GridAttack(threat, batch_size=batch_size)(LiarModel(model, lie, lie), x, y, device="cpu")
+        except VerificationError as exc:
+            assert "depends on the batch" in str(exc) and "model.eval()" in str(exc)
+            raised += 1
+            continue
+        # no disagreement: the lie fell on a confirmation pass of real failures (both passes say
+        # "wrong"), so the outcome is still the true one
         assert torch.equal(result.robust, torch.tensor(brute["zero"]["robust"]))
+        for i in (~result.robust).nonzero().squeeze(1).tolist():
+            dx, dy = result.shift_list(i)
+            assert pred_of(model, np_shift(x[i].numpy(), dx, dy, "zero")) != int(y[i])
+    assert raised >= calls.calls // 2
 
 
 @pytest.mark.parametrize("make", [
@@ -198,16 +212,17 @@ def test_liar_model_failures_are_not_reported(problem, brute):
 def test_heuristic_attacks_report_only_verified_failures(problem, make):
     model, x, y = problem
     atk = make(None)
-    honest = atk(model, x, y, device="cpu")
-    lied = atk(LiarModel(model, 2, 2), x, y, device="cpu")  # the first search call lies
-    for result in (honest, lied):
-        fooled = (~result.robust).nonzero().squeeze(1)
-        assert fooled.numel() > 0
-        params = result.worst_params[fooled]
-        assert (params[:, :2].abs() <= 2).all()
-        with torch.no_grad():
-            views = atk.threat.apply(x[fooled], params)
-            assert (model(views).argmax(1) != y[fooled]).all()
+    result = atk(model, x, y, device="cpu")
+    fooled = (~result.robust).nonzero().squeeze(1)
+    assert fooled.numel() > 0
+    params = result.worst_params[fooled]
+    assert (params[:, :2].abs() <= 2).all()
+    with torch.no_grad():
+        views = atk.threat.apply(x[fooled], params)
+        assert (model(views).argmax(1) != y[fooled]).all()
+    # the first search call lies: its failures are not confirmed, which is an error, not "robust"
+    with pytest.raises(VerificationError, match="depends on the batch"):
+        atk(LiarModel(model, 2, 2), x, y, device="cpu")
 
 
 def test_random_attack_keeps_highest_loss_failure(problem):

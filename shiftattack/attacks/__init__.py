@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Attack, AttackResult, Search, VerificationError
+from .base import Attack, AttackResult, MembershipError, Search, VerificationError
 from .foolbox import FoolboxSpatialAttack, GridShiftAttack
 from .gradient import GradientAttack
 from .grid import GridAttack
@@ -15,6 +15,7 @@ __all__ = [
     "GradientAttack",
     "GridAttack",
     "GridShiftAttack",
+    "MembershipError",
     "RandomAttack",
     "Search",
     "VerificationError",

@@ -3,9 +3,12 @@
 An attack is a small class with keyword-only hyper-parameters and one search
 hook, :meth:`Attack.search` (foolbox 3's shape). :meth:`Attack.__call__`
 validates the inputs, runs the clean pass, calls the hook on the images that
-are correct unshifted, and then **re-verifies every adversarial shift by a
-separate forward pass** before it is reported. An image misclassified
-unshifted is fooled at (0, 0).
+are correct unshifted, and then checks the outcome before it is reported: every
+reported shift is a member of the declared set (or the identity), and **every
+adversarial shift, and every surviving image at its worst shift, is re-run in a
+separate forward pass**. A disagreement with the search is an error
+(:class:`VerificationError`), never a result. An image misclassified unshifted
+is fooled at (0, 0).
 """
 
 from __future__ import annotations
@@ -22,11 +25,35 @@ from ..engine import ModelRunner, margins
 from ..errors import ShapeError, ShiftAttackError, check_images
 from ..threats import ThreatModel
 
-__all__ = ["Attack", "AttackResult", "Search", "VerificationError"]
+__all__ = ["Attack", "AttackResult", "MembershipError", "Search", "VerificationError", "batch_dependence"]
 
 
 class VerificationError(ShiftAttackError, RuntimeError):
-    """An exact attack found a failure that a separate forward pass did not confirm."""
+    """The search and a separate forward pass disagree about an image (the model depends on the batch).
+
+    Attributes:
+        image: position of the image in the images given to the attack (None if unknown).
+    """
+
+    def __init__(self, message: str, image: int | None = None, detail: tuple = ()) -> None:
+        super().__init__(message)
+        self.image, self.detail = image, detail
+
+
+class MembershipError(ShiftAttackError, RuntimeError):
+    """Internal error: an attack was about to report a shift outside its declared set."""
+
+
+def batch_dependence(image: int, params: Tensor, search_margin: float,
+                     separate_margin: float) -> VerificationError:
+    """The error for image ``image`` whose verdict at ``params`` (dx, dy, angle) differs between passes."""
+    shift = [round(float(v), 6) for v in params.tolist()]
+    return VerificationError(
+        f"the model's output depends on the batch: the search pass and a separate forward pass disagree "
+        f"for image {image} at shift {shift} (logit margin {search_margin:.6g} in the search, "
+        f"{separate_margin:.6g} in the separate pass), so no result can be trusted; put the model in "
+        "eval mode (model.eval()), or run with --batch-size 1 (batch_size=1)",
+        image, (params, search_margin, separate_margin))
 
 
 @dataclass
@@ -212,7 +239,12 @@ class Attack:
         todo = correct.nonzero().squeeze(1)
         if todo.numel():
             t = todo.cpu()
-            sub = self.search(runner, images[todo], labels[todo], found.margin[t], progress)
+            try:
+                sub = self.search(runner, images[todo], labels[todo], found.margin[t], progress)
+            except VerificationError as exc:  # the hook numbers its own images: say which image it was
+                if exc.image is None or not exc.detail:
+                    raise
+                raise batch_dependence(int(t[exc.image]), *exc.detail) from None
             found.fooled[t] = sub.fooled
             found.params[t] = sub.params
             found.margin[t] = sub.margin.double()
@@ -246,27 +278,51 @@ class Attack:
             return torch.zeros(0, runner.num_classes or 1, device=runner.device)
         return torch.cat(out)
 
-    def _reverify(self, runner: ModelRunner, images: Tensor, labels: Tensor, found: Search) -> None:
-        """Re-run every reported failure not yet confirmed, in a separate forward pass.
+    def _is_member(self, params: Tensor, size: tuple[int, int]) -> Tensor:
+        """bool (B,): rows ``(dx, dy, angle)`` this attack may report for (h, w) = ``size`` images.
 
-        The clean pass's mistakes are re-run too. A failure the separate pass
-        does not confirm is an error for an exact attack, and is withdrawn (the
-        image counts as surviving) otherwise.
+        The members of the declared set, and the identity (the clean pass evaluates it for
+        every image, and an image wrong unshifted is fooled there).
         """
-        todo = found.fooled if found.verified is None else found.fooled & ~found.verified
-        idx = todo.nonzero().squeeze(1)
-        if not idx.numel():
-            return
-        logits = self._logits(runner, images[idx.to(images.device)], found.params[idx])
-        lab = labels[idx.to(labels.device)]
-        confirmed = (logits.argmax(1) != lab).cpu()
-        found.margin[idx] = margins(logits, lab).cpu().double()
-        if bool(confirmed.all()):
-            return
-        bad = idx[~confirmed]
-        if self.exact:
+        return self.threat.contains(params) | (params == 0).all(dim=1)
+
+    def _reverify(self, runner: ModelRunner, images: Tensor, labels: Tensor, found: Search) -> None:
+        """Check the outcome before it is reported; raise rather than report what does not hold.
+
+        1. Every ``found.params`` row (fooled and surviving images) is a member of the set
+           (:meth:`_is_member`), else :class:`MembershipError`.
+        2. In a separate forward pass, every failure not yet confirmed is re-run (its margin
+           then comes from that pass), and every surviving image is re-run at its worst
+           shift. A failure not confirmed, or a survivor misclassified there, raises
+           :class:`VerificationError` (the model depends on the batch): an unconfirmed
+           failure never leaves an image counted robust.
+        3. No surviving image has a negative margin.
+        """
+        member = self._is_member(found.params, tuple(images.shape[-2:]))
+        if not bool(member.all()):
+            i = int((~member).nonzero()[0])
+            raise MembershipError(
+                f"internal error: the {self.name} attack was about to report shift "
+                f"{found.params[i].tolist()} for image {i}, which is not a member of "
+                f"{self.threat.shifts.spec}; no result was written (please report this bug)")
+        verified = torch.zeros_like(found.fooled) if found.verified is None else found.verified
+        for fooled in (True, False):  # failures, then survivors, each in passes of their own
+            idx = (found.fooled & ~verified if fooled else ~found.fooled).nonzero().squeeze(1)
+            if not idx.numel():
+                continue
+            logits = self._logits(runner, images[idx.to(images.device)], found.params[idx])
+            lab = labels[idx.to(labels.device)]
+            marg = margins(logits, lab).cpu().double()
+            bad = ((logits.argmax(1) != lab).cpu() != fooled).nonzero().squeeze(1)
+            if bad.numel():
+                j = int(bad[0])
+                i = int(idx[j])
+                raise batch_dependence(i, found.params[i], float(found.margin[i]), float(marg[j]))
+            if fooled:
+                found.margin[idx] = marg
+        negative = (~found.fooled & (found.margin < 0)).nonzero().squeeze(1)
+        if negative.numel():
+            i = int(negative[0])
             raise VerificationError(
-                f"{bad.numel()} reported failures were not confirmed by a separate forward pass "
-                f"(first image {int(bad[0])} at {found.params[bad[0]].tolist()}); the model is not "
-                "deterministic across batch sizes at this margin")
-        found.fooled[bad] = False
+                f"internal error: image {i} would be reported robust with a negative margin "
+                f"{float(found.margin[i]):.6g} at {found.params[i].tolist()}; no result was written", i)

@@ -124,6 +124,12 @@ class FoolboxSpatialAttack(Attack):
         return Search(fooled=fooled, params=params, margin=margin,
                       n_evaluated=torch.full((n,), len(members), dtype=torch.long), fooled_radius=None)
 
+    def _is_member(self, params: Tensor, size: tuple[int, int]) -> Tensor:
+        """bool (B,): rows that are the effective shift of one of foolbox's grid members, or the identity."""
+        table = torch.stack([ours for _, ours in self._foolbox_order(*size)])
+        near = (params[:, None, :] - table[None]).abs().amax(dim=-1).amin(dim=1) <= 1e-9
+        return near | (params == 0).all(dim=1)
+
     def _foolbox_order(self, h: int, w: int) -> list[tuple[tuple[float, float, float], Tensor]]:
         """foolbox's grid in its own loop order, with our-convention equivalents."""
         k = self.kwargs

@@ -23,11 +23,13 @@ class GradientAttack(Attack):
     box of the threat set (``|dx|, |dy| <= radius``, ``|angle| <= max_angle``).
     The image is shifted differentiably: bilinear interpolation between exact
     integer shifts (or the Fourier shift, or rotation sampling) — for an exact
-    (integer) threat model this is the continuous relaxation, and each iterate is
-    *evaluated* at its nearest integer shift, so every reported failure is a
-    member of the integer box. Each step moves every parameter by ``step`` times
-    the sign of its gradient and projects back into the box; restart 0 starts at
-    the identity, later restarts uniformly in the box.
+    (integer) threat model this is the continuous relaxation. Each iterate is
+    *evaluated* (and can only be reported) at its projection onto the declared
+    set, :meth:`~shiftattack.threats.ThreatModel.project`: the nearest member of a
+    ``grid:``, ``list:`` or ``rt:`` set, the box point (whole pixels for exact
+    threats) of a ``random:`` set. Each step moves every parameter by ``step``
+    times the sign of its gradient and clamps it into the box; restart 0 starts
+    at the identity, later restarts uniformly in the box.
 
     Engstrom et al. (ICML 2019) found first-order methods much weaker than grid
     search on this low-dimensional, non-concave landscape; ``benchmarks/`` and
@@ -91,18 +93,19 @@ class GradientAttack(Attack):
             q = pp.to(dev, x.dtype).clone().requires_grad_(True)
             with torch.enable_grad():
                 loss = F.cross_entropy(runner.forward(self.relaxed.apply(x, q)), lab, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, q)
+                # a piecewise-constant model gives no gradient: the iterate then stays put
+                grad = torch.autograd.grad(loss, q)[0] if loss.requires_grad else torch.zeros_like(q)
             p[live] = torch.maximum(torch.minimum(pp + step * grad.sign().double().cpu(), self.scale),
                                     -self.scale)
 
     def _record(self, runner, x, lab, ii, params, out: Search, best_loss) -> None:
-        """Evaluate candidates (rounded for exact threats) and keep the worst per image."""
-        cand = params.round() if self.threat.exact else params
+        """Evaluate the members nearest the iterates ``params`` (B, 3); keep the worst per image."""
+        cand = self.threat.project(params)
         logits = runner(self.threat.apply(x, cand.to(x.device)))
         marg = margins(logits, lab).double().cpu()
         loss = F.cross_entropy(logits, lab, reduction="none").double().cpu()
         out.n_evaluated[ii] += 1
-        wrong = marg < 0
+        wrong = (logits.argmax(1) != lab).cpu()  # the prediction, as the re-verification judges it
         newly = wrong & ~out.fooled[ii]
         better_fool = wrong & out.fooled[ii] & (loss > best_loss[ii])
         lower = ~wrong & ~out.fooled[ii] & (marg < out.margin[ii])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -11,7 +13,7 @@ from tqdm.auto import tqdm
 from ..engine import ModelRunner, margins
 from ..errors import SpecError
 from ..threats import ThreatModel
-from .base import Attack, Search
+from .base import Attack, Search, batch_dependence
 
 __all__ = ["GridAttack"]
 
@@ -19,39 +21,70 @@ __all__ = ["GridAttack"]
 class _Schedule:
     """The order in which members are searched; one global order shared by all images.
 
-    Every surviving image evaluates the same members in the same order, so the
-    order can adapt to what the search has seen: ``adaptive`` takes next the
-    member that has fooled the most images so far (ties: farthest first);
-    ``radius`` does the same within the smallest unfinished Chebyshev ring, so
-    rings are still searched outwards; ``far_first`` is a fixed order.
+    Every surviving image evaluates the same members in the same order. The rule:
+    ``adaptive`` takes next the remaining member with the highest fail count (ties:
+    the lowest index; members are pre-sorted farthest first); ``radius`` does the
+    same within the smallest remaining Chebyshev ring, so rings are searched
+    outwards; ``far_first`` takes the lowest remaining index. Fail counts grow only
+    through :meth:`record_failures`. The grid attack records the failures of members
+    it has evaluated, which are already scheduled, so with it the remaining counts
+    stay 0 and every order is the pre-sorted table order.
+
+    A heap keyed by ``(ring, -fail count, index)`` (ring 0 except in ``radius``
+    order), with one new entry per remaining member whose count changes and stale
+    entries skipped when popped, makes :meth:`next` O(log M) amortised instead of a
+    scan of all M members.
+
+    Attributes (CPU tensors of length M, sharing memory with NumPy arrays):
+        radius: float64 Chebyshev radius of each member (pixels).
+        remaining: bool, not yet scheduled.
+        fail_counts: int64 failures recorded per member.
+        rank: int64 position of each member in the order (M while unscheduled).
+        sequence: int64 member at each position (valid below ``scheduled``).
     """
 
     def __init__(self, members: Tensor, order: str) -> None:
+        m = members.shape[0]
         self.order = order
         self.radius = members[:, :2].abs().amax(dim=1)
-        self.remaining = torch.ones(members.shape[0], dtype=torch.bool)
-        self.fail_counts = torch.zeros(members.shape[0], dtype=torch.long)
-        self.rank = torch.full((members.shape[0],), members.shape[0], dtype=torch.long)
-        self.sequence = torch.zeros(members.shape[0], dtype=torch.long)  # member at each rank
+        self._remaining = np.ones(m, dtype=bool)
+        self._counts = np.zeros(m, dtype=np.int64)
+        self._rank = np.full(m, m, dtype=np.int64)
+        self._sequence = np.zeros(m, dtype=np.int64)
+        self.remaining, self.fail_counts = torch.from_numpy(self._remaining), torch.from_numpy(self._counts)
+        self.rank, self.sequence = torch.from_numpy(self._rank), torch.from_numpy(self._sequence)
+        self._ring = self.radius.tolist() if order == "radius" else [0.0] * m
+        self._heap = [(r, 0, k) for k, r in enumerate(self._ring)]
+        heapq.heapify(self._heap)
         self.scheduled = 0
 
     def __bool__(self) -> bool:
-        return self.scheduled < self.remaining.numel()
+        return self.scheduled < self._remaining.size
 
     def next(self) -> int:
-        """Index of the next member (members are pre-sorted so that ties go to the lowest index)."""
-        cand = self.remaining.clone()
-        if self.order == "radius":
-            cand &= self.radius == self.radius[self.remaining].min()
-        if self.order != "far_first":
-            counts = torch.where(cand, self.fail_counts, -1)
-            cand &= counts == counts.max()
-        k = int(cand.nonzero()[0])
-        self.remaining[k] = False
-        self.rank[k] = self.scheduled
-        self.sequence[self.scheduled] = k
+        """Index of the next member, and mark it scheduled."""
+        heap, remaining, counts, fixed = self._heap, self._remaining, self._counts, self.order == "far_first"
+        while True:
+            _, neg_count, k = heapq.heappop(heap)  # IndexError only when nothing remains
+            if remaining[k] and (fixed or -neg_count == counts[k]):  # else a stale entry
+                break
+        remaining[k] = False
+        self._rank[k] = self.scheduled
+        self._sequence[self.scheduled] = k
         self.scheduled += 1
         return k
+
+    def record_failures(self, members: Tensor) -> None:
+        """Add one failure per entry of ``members`` (int64 (F,) member indices, repeats allowed)."""
+        if not members.numel():
+            return
+        idx = members.cpu().numpy()
+        np.add.at(self._counts, idx, 1)
+        if self.order == "far_first":
+            return
+        counts, ring, heap = self._counts, self._ring, self._heap
+        for k in np.unique(idx[self._remaining[idx]]).tolist():  # re-key; old entries go stale
+            heapq.heappush(heap, (ring[k], -int(counts[k]), k))
 
 
 class GridAttack(Attack):
@@ -61,7 +94,9 @@ class GridAttack(Attack):
     ``order``). Pairs are queued member-major and taken ``batch_size`` at a
     time, pairs of images already fooled being dropped first, so every forward
     pass is full until the very last. An image leaves the search as soon as a
-    failure is found and confirmed by a separate forward pass (``early_exit``).
+    failure is found and confirmed by a separate forward pass (``early_exit``);
+    a failure that pass does not confirm raises :class:`VerificationError` (the
+    model depends on the batch), so no image survives on an unconfirmed failure.
     Memory is bounded by about ``batch_size`` + one member's worth of pairs,
     whatever the size of the set.
 
@@ -73,10 +108,10 @@ class GridAttack(Attack):
         threat: a finite threat model (not ``random:``).
         batch_size: (image, shift) pairs per forward pass.
         early_exit: drop an image at its first confirmed failure.
-        order: ``adaptive`` (default): the members that fooled most images so
-            far first, farthest first at the start — the fewest forward passes
-            (no accuracy-versus-radius curve with early exit). ``radius``:
-            Chebyshev rings outwards, within a ring adaptively; the first failure
+        order: ``adaptive`` (default): by fail count, farthest first — as the
+            counts of unscheduled members stay 0 (see :class:`_Schedule`), the
+            same order as ``far_first`` (no accuracy-versus-radius curve with
+            early exit). ``radius``: Chebyshev rings outwards; the first failure
             of an image is then at its smallest failing radius, which gives the
             exact accuracy-versus-radius curve from one pass, at the cost of
             more passes. ``far_first``: a fixed largest-first order.
@@ -159,7 +194,7 @@ class GridAttack(Attack):
         if not bool(wrong.any()):
             return
         fi, fm = ii[wrong], mi[wrong]
-        schedule.fail_counts.index_add_(0, fm, torch.ones_like(fm))
+        schedule.record_failures(fm)
         # smallest failing radius seen (exact once every smaller member has been evaluated)
         state.fail_radius.scatter_reduce_(0, fi, schedule.radius[fm], reduce="amin")
         # the first failure in search order per image, if earlier than one already confirmed
@@ -170,12 +205,17 @@ class GridAttack(Attack):
             return
         cand = schedule.sequence[rank[new]]
         confirm_logits = runner(self.threat.apply_to(images, new.to(dev), self.members[cand].to(dev)))
+        confirm_margin = margins(confirm_logits, labels[new.to(dev)]).double().cpu()
         confirmed = (confirm_logits.argmax(1) != labels[new.to(dev)]).cpu()
-        ok = new[confirmed]
-        state.first_rank[ok] = rank[ok]
+        if not bool(confirmed.all()):  # never leave an image alive on an unconfirmed failure
+            j = int((~confirmed).nonzero()[0])
+            i, k = int(new[j]), int(cand[j])
+            seen = float(marg[(ii == i) & (mi == k)][0])
+            raise batch_dependence(i, self.members[k], seen, float(confirm_margin[j]))
+        state.first_rank[new] = rank[new]
         if self.early_exit:
-            state.alive[ok] = False
-            state.best_margin[ok] = margins(confirm_logits, labels[new.to(dev)]).double().cpu()[confirmed]
+            state.alive[new] = False
+            state.best_margin[new] = confirm_margin
 
 
 class _State:

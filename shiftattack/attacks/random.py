@@ -22,7 +22,9 @@ class RandomAttack(Attack):
     loss is kept (Engstrom et al.'s rule); an image with no misclassifying draw
     reports its minimum-margin draw. Draws are integer for an exact threat
     model and real-valued otherwise (plus a rotation for ``random:K:N:DEG``).
-    Not a proof of robustness: ``robust`` means "survived k draws".
+    Not a proof of robustness: ``robust`` means "survived k draws". Every draw
+    lies in the box (:meth:`~shiftattack.threats.ShiftSet.draw`); fixed sets are
+    refused (their members are searched by the grid attack).
 
     Args:
         threat: a threat model whose set is ``random:K:N``.
@@ -50,6 +52,7 @@ class RandomAttack(Attack):
         image_idx = torch.arange(n).repeat_interleave(k)
         loss = torch.empty(n * k, dtype=torch.float64)
         marg = torch.empty(n * k, dtype=torch.float64)
+        wrong = torch.empty(n * k, dtype=torch.bool)
         dev = images.device
         for s in tqdm(range(0, n * k, self.batch_size), disable=not progress, leave=False,
                       desc="random attack"):
@@ -58,8 +61,8 @@ class RandomAttack(Attack):
             lab = labels[ii.to(dev)]
             loss[s : s + len(ii)] = F.cross_entropy(logits, lab, reduction="none").double().cpu()
             marg[s : s + len(ii)] = margins(logits, lab).double().cpu()
-        loss, marg = loss.view(n, k), marg.view(n, k)
-        wrong = marg < 0
+            wrong[s : s + len(ii)] = (logits.argmax(1) != lab).cpu()  # ties count as the prediction says
+        loss, marg, wrong = loss.view(n, k), marg.view(n, k), wrong.view(n, k)
         fooled = wrong.any(dim=1)
         pick = torch.where(fooled, loss.masked_fill(~wrong, -torch.inf).argmax(1), marg.argmin(1))
         rows = torch.arange(n)
