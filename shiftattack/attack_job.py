@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .api import make_attack, make_canvas
-from .attacks import AttackResult
+from .attacks import AttackResult, VerificationError
 from .data import load_dataset
 from .distributed import current, run_units
 from .engine import ModelRunner, resolve_device
@@ -187,7 +187,10 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
         hi = min(lo + cfg.chunk_size, n)
         attack = make_attack(threat, cfg.method, batch_size=cfg.batch_size,
                              **_search_kwargs(cfg, unit_seed(cfg.seed, "attack", lo)))
-        result = attack(runner, images(lo, hi), data.labels[lo:hi], progress=show)
+        try:
+            result = attack(runner, images(lo, hi), data.labels[lo:hi], progress=show)
+        except VerificationError as exc:  # name the image by its index in the data, not in the chunk
+            raise exc.renumbered(lo, data.indices) from None
         return _chunk_record(result, data.indices[lo:hi])
 
     bar = tqdm(total=n, unit="img", desc=f"attack {template.name}", disable=not show) if ctx.is_main else None

@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-early-exit", action="store_true",
                    help="grid: evaluate every shift even after a failure (minimum margins for all)")
     s.add_argument("--order", default="adaptive", choices=["adaptive", "radius", "far_first"],
-                   help="grid search order: adaptive (shifts that fooled most images first; fewest "
-                        "passes), radius (rings outwards; also gives the exact worst-case accuracy for "
+                   help="grid search order: adaptive (farthest first; by fail count, which today never "
+                        "reorders the remaining shifts, so it equals far_first), radius (rings outwards; also gives the exact worst-case accuracy for "
                         "every radius K from this one pass), far_first")
     s.add_argument("--seed", type=int, default=0, help="seed of random draws and restarts")
     s.add_argument("--steps", type=_positive_int, default=10, help="gradient: steps per restart")

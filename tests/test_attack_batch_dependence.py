@@ -194,3 +194,17 @@ def test_gradient_attack_with_a_consistent_model_is_unaffected():
     threat = ThreatModel(parse_shifts("grid:2"), mode="zero")
     result = GradientAttack(threat, batch_size=N)(net, x, y, device="cpu")
     assert not bool((result.robust & (result.worst_margin < 0)).any())
+
+
+@pytest.mark.parametrize("command", ["attack", "certify"])
+def test_the_message_names_the_image_by_its_index_in_the_data(env, capsys, command):
+    """In a later chunk the error names the dataset index, not the position in the chunk."""
+    data = np.load(env / "flips.npz")
+    y = data["y"].copy()
+    y[:8] = (y[:8] + 1) % 4  # the first chunk is wrong unshifted: nothing there is searched
+    np.savez(env / "flips.npz", x=data["x"], y=y)
+    extra = ["--chunk-size", "8"] + (["--method", "exact"] if command == "certify" else [])
+    assert main(_argv(env, command, "flips", "grid:2", *extra)) == 2
+    err = capsys.readouterr().err
+    index = int(err.split("disagree for image ")[1].split()[0])
+    assert 8 <= index < 16, err

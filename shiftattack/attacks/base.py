@@ -39,6 +39,12 @@ class VerificationError(ShiftAttackError, RuntimeError):
         super().__init__(message)
         self.image, self.detail = image, detail
 
+    def renumbered(self, offset: int, indices: Tensor) -> VerificationError:
+        """The same error naming the image by its index in the data: ``indices[offset + image]``."""
+        if self.image is None or len(self.detail) != 3:
+            return self
+        return batch_dependence(int(indices[offset + self.image]), *self.detail)
+
 
 class MembershipError(ShiftAttackError, RuntimeError):
     """Internal error: an attack was about to report a shift outside its declared set."""

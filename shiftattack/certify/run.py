@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..api import load_images_and_model
+from ..attacks import VerificationError
 from ..distributed import current, run_units
 from ..engine import resolve_device
 from ..errors import ShiftAttackError, SpecError
@@ -182,9 +183,12 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
     def compute(key: str, tick) -> dict[str, Any]:
         lo = starts[key]
         hi = min(lo + cfg.chunk_size, n)
-        chunk = certify_chunk(
-            cfg, model, images[lo:hi], data.labels[lo:hi], data.indices[lo:hi], threat, device, show
-        )
+        try:
+            chunk = certify_chunk(
+                cfg, model, images[lo:hi], data.labels[lo:hi], data.indices[lo:hi], threat, device, show
+            )
+        except VerificationError as exc:  # name the image by its index in the data, not in the chunk
+            raise exc.renumbered(lo, data.indices) from None
         return {"records": chunk}
 
     bar = tqdm(total=n, disable=not show, unit="img", desc=f"certify {cfg.method}") if ctx.is_main else None
