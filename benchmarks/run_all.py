@@ -17,7 +17,8 @@ so it can differ a little from ours / baseline.
 
 Scripts: attack_speed, certify_speed (the ``exact`` part only: ``bound`` and ``smooth`` give
 fractions, not speed ratios, and take half an hour), corruption_speed (skipped when
-``imagecorruptions`` is not installed), search_order, attack_strength, models, profile_grid.
+``imagecorruptions`` is not installed), search_order, attack_strength, models, profile_grid,
+schedule_speed (the grid attack's member schedule alone, old linear scan against the heap).
 Not run: bound_tightness.py and corruption_parity.py (no speed ratios), ``*_tables.py``.
 Only attack_speed and corruption_speed take ``--device``; the device column says where each
 row ran.
@@ -57,12 +58,13 @@ SIZES = {
     "attack_strength": (["--n-images", "200"], []),
     "models": (["--quick", "--names", "cifar_convnet*"], []),
     "profile_grid": (["--n-images", "300"], []),
+    "schedule_speed": (["--sets", "grid:16:0.125", "--old-calls", "500"], []),
 }
 SCRIPTS = list(SIZES)
 USES_MODEL = {"attack_speed", "certify_speed", "search_order", "attack_strength", "profile_grid"}
 NEEDS_TRAINED = {"search_order", "attack_strength"}  # no --untrained option
 TAKES_DEVICE = {"attack_speed", "corruption_speed"}
-NO_DATA_DIR = {"models"}
+NO_DATA_DIR = {"models", "schedule_speed"}
 COLUMNS = ["benchmark", "device", "what is compared", "ours", "baseline", "ratio", "target", "status", "note"]
 
 
@@ -176,6 +178,15 @@ def search_order_rows(doc):
         rows.append(row(f"{spec} wall time: {order} / radius order (not interleaved)",
                         num(r["seconds"], "s"), num(base["seconds"], "s"), r["seconds"] / base["seconds"]))
     return rows
+
+
+def schedule_speed_rows(doc):
+    return [row(f"{r['shifts']} ({r['members']:,} members, order {r['order']}) pure scheduling: "
+                "old linear scan / heap", num(r["old_seconds"], "s"), num(r["new_seconds"], "s"),
+                r["ratio_old_over_new"],
+                note=(f"old rule timed on {r['old_calls_timed']} calls, scaled to the set"
+                      if r["old_extrapolated"] else "both measured over the whole set"))
+            for r in doc["rows"]]
 
 
 def attack_strength_rows(doc):

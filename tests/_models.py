@@ -52,3 +52,27 @@ class LiarModel(nn.Module):
         if self.lie_from <= self.calls <= self.lie_to:
             z = z.roll(1, dims=1)  # every prediction moves to another class
         return z
+
+
+#: Source of a module for ``--model models.py:linear`` in command-line tests: a seeded linear map of
+#: (N, 3, 16, 16) images to 4 classes. Test files append their own subclasses of ``Linear``.
+LINEAR_SOURCE = '''
+import torch
+from torch import nn
+
+
+class Linear(nn.Module):
+    """(N, 3, 16, 16) -> 4 classes; deterministic weights."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(3 * 16 * 16, 4)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def linear():
+    return Linear().eval()
+'''

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _models import LINEAR_SOURCE
 
 from shiftattack import attack
 from shiftattack.attacks import GradientAttack, GridAttack, RandomAttack, VerificationError
@@ -27,19 +28,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 N = 24  # images; the trap below flips its predictions in batches larger than this
 
-MODELS = textwrap.dedent(
+MODELS = LINEAR_SOURCE + textwrap.dedent(
     '''
-    import torch
-    from torch import nn
 
 
-    class BatchMean(nn.Module):
+    class BatchMean(Linear):
         """A linear map of the input minus the batch mean: every logit depends on the batch."""
-
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.fc = nn.Linear(3 * 16 * 16, 4)
 
         def forward(self, x):
             return self.fc((x - x.mean(0, keepdim=True)).flatten(1) * 4)

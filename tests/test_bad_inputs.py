@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _models import LINEAR_SOURCE
 from PIL import Image
 
 from shiftattack.api import attack
@@ -27,26 +28,7 @@ from shiftattack.errors import DataError, OutputError
 from shiftattack.models import SmallCNN
 from shiftattack.results import write_json
 
-MODELS = '''
-import torch
-from torch import nn
-
-
-class Linear(nn.Module):
-    """(N, 3, 16, 16) -> 4 classes; deterministic weights."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = nn.Linear(3 * 16 * 16, 4)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-
-
-def linear():
-    return Linear().eval()
-
+MODELS = LINEAR_SOURCE + '''
 
 class Raises(Linear):
     def forward(self, x):

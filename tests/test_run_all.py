@@ -232,3 +232,16 @@ def test_main_keeps_going_after_a_failure(R, tmp_path, monkeypatch, capsys):
     assert out_md.read_text().startswith("run_all (quick) | torch ")
     printed = capsys.readouterr().out
     assert "failed: RuntimeError: exit 1: RuntimeError: boom" in printed and "model: SmallCNN" in printed
+
+
+def test_schedule_speed_rows(R):
+    doc = {**ENV, "rows": [
+        {"shifts": "grid:16:0.125", "order": "radius", "members": 66048, "old_seconds": 40.0,
+         "old_calls_timed": 500, "old_extrapolated": True, "new_seconds": 0.8, "ratio_old_over_new": 50.0},
+        {"shifts": "grid:2", "order": "adaptive", "members": 24, "old_seconds": 0.002,
+         "old_calls_timed": 24, "old_extrapolated": False, "new_seconds": 0.001, "ratio_old_over_new": 2.0}]}
+    first, second = R.build_rows("schedule_speed", doc)
+    assert (first["ratio"], first["ours"], first["baseline"]) == (50.0, "40 s", "0.8 s")
+    assert "66,048 members" in first["what"] and "500 calls" in first["note"]
+    assert second["note"] == "both measured over the whole set"
+    assert "schedule_speed" in R.SCRIPTS and "schedule_speed" in R.NO_DATA_DIR

@@ -17,31 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _models import LINEAR_SOURCE
 
 from shiftattack.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MODELS = '''
-import torch
-from torch import nn
-
-
-class Linear(nn.Module):
-    """(N, 3, 16, 16) -> 4 classes."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = nn.Linear(3 * 16 * 16, 4)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-
-
-def linear():
-    return Linear().eval()
-
+MODELS = LINEAR_SOURCE + '''
 
 class RaisesOnBatches(Linear):
     """Passes the one-image probe made before the output folder, raises on the first real batch."""
