@@ -3,35 +3,57 @@
 Exact worst-case translation and crop attacks, threat sets, shift metrics.
 Images enter as float tensors (N, 3, H, W) in [0, 1]; a shift (dx, dy) moves
 the content dx pixels right and dy pixels down.
+
+The public names below are imported on first use (PEP 562), so that
+``import shiftattack`` and ``shiftattack --help`` do not load torch until a name needs it.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .api import attack, make_attack, make_canvas
-from .attacks import AttackResult, GradientAttack, GridAttack, RandomAttack
-from .errors import ShiftAttackError
-from .shifts import Shift, crop_window, rotate_translate, shift, shift_bilinear, shift_fourier
-from .threats import ShiftSet, ThreatModel, parse_shifts
+#: public name -> the module that defines it
+_HOMES = {
+    "attack": "api",
+    "make_attack": "api",
+    "make_canvas": "api",
+    "AttackResult": "attacks",
+    "GradientAttack": "attacks",
+    "GridAttack": "attacks",
+    "RandomAttack": "attacks",
+    "ShiftAttackError": "errors",
+    "Shift": "shifts",
+    "crop_window": "shifts",
+    "rotate_translate": "shifts",
+    "shift": "shifts",
+    "shift_bilinear": "shifts",
+    "shift_fourier": "shifts",
+    "ShiftSet": "threats",
+    "ThreatModel": "threats",
+    "parse_shifts": "threats",
+}
 
-__all__ = [
-    "AttackResult",
-    "GradientAttack",
-    "GridAttack",
-    "RandomAttack",
-    "Shift",
-    "ShiftAttackError",
-    "ShiftSet",
-    "ThreatModel",
-    "__version__",
-    "attack",
-    "crop_window",
-    "make_attack",
-    "make_canvas",
-    "parse_shifts",
-    "rotate_translate",
-    "shift",
-    "shift_bilinear",
-    "shift_fourier",
-]
+__all__ = sorted([*_HOMES, "__version__"])
+
+if TYPE_CHECKING:
+    from .api import attack, make_attack, make_canvas
+    from .attacks import AttackResult, GradientAttack, GridAttack, RandomAttack
+    from .errors import ShiftAttackError
+    from .shifts import Shift, crop_window, rotate_translate, shift, shift_bilinear, shift_fourier
+    from .threats import ShiftSet, ThreatModel, parse_shifts
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'shiftattack' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

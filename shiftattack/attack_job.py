@@ -25,6 +25,7 @@ from . import __version__
 from .api import make_attack, make_canvas
 from .attacks import AttackResult, VerificationError
 from .data import load_dataset
+from .defaults import CHUNK_SIZE
 from .distributed import current, run_units
 from .engine import ModelRunner, resolve_device
 from .errors import DataError, SpecError, check_images
@@ -36,7 +37,6 @@ from .units import open_run, unit_seed
 __all__ = ["AttackConfig", "run_attack", "CHUNK_SIZE"]
 
 #: Images per stored unit: small enough that --resume loses little, large enough to fill a GPU.
-CHUNK_SIZE = 500
 
 
 @dataclass

@@ -18,6 +18,7 @@ from .cli_certify import add_certify, add_verify
 from .cli_options import add_trust_pickle
 from .cli_report import add_demo, add_report
 from .cli_stability import add_stability
+from .defaults import CHUNK_SIZE
 from .errors import PeerFailed, ShiftAttackError, ShiftAttackWarning
 
 __all__ = ["main", "build_parser"]
@@ -109,9 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of random draws and restarts")
     s.add_argument("--steps", type=_positive_int, default=10, help="gradient: steps per restart")
     s.add_argument("--restarts", type=_positive_int, default=3, help="gradient: restarts")
-    s.add_argument("--chunk-size", type=_positive_int, default=500,
+    s.add_argument("--chunk-size", type=_positive_int, default=CHUNK_SIZE,
                    help="images per stored unit; --resume redoes at most the units that were running, "
-                        "and torchrun processes share the units (default 500)")
+                        f"and torchrun processes share the units (default {CHUNK_SIZE})")
     s.add_argument("--resume", action="store_true", help="keep the finished chunks of an interrupted run")
     f = a.add_argument_group("speed")
     f.add_argument("--channels-last", action="store_true",
@@ -131,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train(sub) -> None:
-    from .models.train import PRECISIONS, SCHEDULES
-    from .training import TrainConfig
+    from .defaults import PRECISIONS, SCHEDULES
+    from .train_config import TrainConfig
 
     d = TrainConfig(model="", data="", out="")
     t = sub.add_parser(

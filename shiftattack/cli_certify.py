@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .certify.bound import BoundConfig
 from .cli_options import add_trust_pickle
+from .defaults import BOUND_ATTACK_STEP, BOUND_BATCH, BOUND_MAX_PIECES, BOUND_MIN_WIDTH, CHUNK_SIZE
 
 __all__ = ["add_certify", "add_verify", "VERIFY_FAILED"]
 
@@ -42,34 +42,34 @@ def add_certify(sub, add_common: Callable[[argparse.ArgumentParser], None]) -> N
     m.add_argument(
         "--chunk-size",
         type=int,
-        default=500,
-        help="images per stored unit; --resume redoes at most one unit (default 500)",
+        default=CHUNK_SIZE,
+        help=f"images per stored unit; --resume redoes at most one unit (default {CHUNK_SIZE})",
     )
     m.add_argument("--resume", action="store_true", help="keep the finished chunks of an interrupted run")
     bd = c.add_argument_group("bound")
     bd.add_argument(
         "--attack-step",
         type=float,
-        default=0.25,
-        help="step (px) of the dense bilinear grid attack run before the bounds (default 0.25)",
+        default=BOUND_ATTACK_STEP,
+        help=f"step (px) of the dense bilinear grid attack run before the bounds (default {BOUND_ATTACK_STEP:g})",
     )
     bd.add_argument(
         "--max-pieces",
         type=int,
-        default=BoundConfig.max_pieces,
-        help=f"bound evaluations per image before it is declared unknown (default {BoundConfig.max_pieces})",
+        default=BOUND_MAX_PIECES,
+        help=f"bound evaluations per image before it is declared unknown (default {BOUND_MAX_PIECES})",
     )
     bd.add_argument(
         "--min-width",
         type=float,
-        default=BoundConfig.min_width,
-        help=f"smallest piece side (px) that is still split (default {BoundConfig.min_width:g})",
+        default=BOUND_MIN_WIDTH,
+        help=f"smallest piece side (px) that is still split (default {BOUND_MIN_WIDTH:g})",
     )
     bd.add_argument(
         "--bound-batch",
         type=int,
-        default=BoundConfig.batch_size,
-        help=f"pieces per bound pass (default {BoundConfig.batch_size}; small batches stay in cache)",
+        default=BOUND_BATCH,
+        help=f"pieces per bound pass (default {BOUND_BATCH}; small batches stay in cache)",
     )
     sm = c.add_argument_group("smooth")
     sm.add_argument("--sigma", type=float, default=1.0, help="std of the Gaussian shift, px (default 1)")

@@ -9,8 +9,10 @@ expected.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a tensor is checked, so that ``--help`` need not load it
+    import torch
 
 __all__ = [
     "ShiftAttackError",
@@ -90,6 +92,8 @@ def check_shape(x: torch.Tensor, dims: Sequence[str | int], name: str = "input")
     Raises:
         ShapeError: naming the expected and the actual shape.
     """
+    import torch
+
     if not isinstance(x, torch.Tensor):
         raise ShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     expected = "(" + ", ".join(str(d) for d in dims) + ")"
@@ -109,6 +113,8 @@ def check_images(x: torch.Tensor, name: str = "images") -> None:
         ShapeError: wrong rank or a non-floating dtype.
         DataError: NaN or Inf pixels.
     """
+    import torch
+
     check_shape(x, ["N", "C", "H", "W"], name)
     if not x.is_floating_point():
         raise ShapeError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")

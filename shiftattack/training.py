@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +33,9 @@ from .models import create_model, file_sha256, is_model, load_model
 from .models.smoothness import filter_smoothness
 from .models.train import bf16_is_fast, evaluate_accuracy, train_classifier
 from .results import check_output_dir, open_output_dir, write_json, write_torch
+from .train_config import TrainConfig
 
 __all__ = ["TrainConfig", "run_training", "default_test_spec"]
-
-
-@dataclass
-class TrainConfig:
-    """What ``shiftattack train`` runs; defaults suit ``cifar_convnet`` on two CPU cores."""
-
-    model: str
-    data: str
-    out: str
-    epochs: int = 15
-    test_data: str | None = None
-    limit: int | None = None
-    test_limit: int | None = None
-    batch_size: int = 256
-    lr: float = 0.2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    schedule: str = "onecycle"
-    warmup: float = 0.25
-    augment_pad: int = 4
-    precision: str = "auto"
-    channels_last: bool = True
-    device: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
 
 
 def default_test_spec(data: str) -> str | None:

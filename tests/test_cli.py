@@ -189,3 +189,30 @@ def test_ctrl_c_says_whether_finished_work_was_kept(monkeypatch, tmp_path, capsy
     assert main(["stability", "--model", "small_cnn", "--data", "synthetic:test",
                  "--out", str(tmp_path / "s")]) == 130
     assert "no results were written" in capsys.readouterr().err
+
+
+def test_help_does_not_import_torch():
+    """``shiftattack --help`` and every subcommand's ``--help`` answer without loading torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom shiftattack.cli import main\n"
+        "for c in ([], ['attack'], ['certify'], ['verify'], ['benchmark'], ['corrupt'], ['train'],\n"
+        "          ['stability'], ['demo'], ['report']):\n"
+        "    try:\n        main([*c, '--help'])\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules, 'numpy' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.split()[-2:] == ["False", "False"], done.stderr
+    assert "usage: shiftattack" in done.stdout
+
+
+def test_public_names_load_on_first_use():
+    import shiftattack
+    from shiftattack import attack, parse_shifts, shift
+
+    assert shiftattack.shift is shift and callable(attack) and parse_shifts("grid:1").size == 9
+    assert set(shiftattack.__all__) <= set(dir(shiftattack))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        shiftattack.nope  # noqa: B018

@@ -34,6 +34,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..attacks import GridAttack
+from ..defaults import BOUND_ATTACK_STEP, BOUND_BATCH, BOUND_MAX_PIECES, BOUND_MIN_WIDTH
 from ..engine import ModelRunner, margins
 from ..errors import SpecError
 from ..threats import ThreatModel, parse_shifts
@@ -63,10 +64,10 @@ class BoundConfig:
     radius: int
     mode: str = "zero"
     fill: float = 0.0
-    attack_step: float = 0.25
-    max_pieces: int = 10000
-    min_width: float = 1 / 256
-    batch_size: int = 8
+    attack_step: float = BOUND_ATTACK_STEP
+    max_pieces: int = BOUND_MAX_PIECES
+    min_width: float = BOUND_MIN_WIDTH
+    batch_size: int = BOUND_BATCH
 
     def check(self) -> None:
         """Raise SpecError on a setting that cannot work (each names the command-line flag)."""

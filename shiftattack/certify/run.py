@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..api import load_images_and_model
 from ..attacks import VerificationError
+from ..defaults import BOUND_ATTACK_STEP, BOUND_BATCH, BOUND_MAX_PIECES, BOUND_MIN_WIDTH, CHUNK_SIZE
 from ..distributed import current, run_units
 from ..engine import resolve_device
 from ..errors import ShiftAttackError, SpecError
@@ -56,16 +57,16 @@ class CertifyConfig:
     batch_size: int = 256
     device: str = "auto"
     order: str = "radius"
-    chunk_size: int = 500
+    chunk_size: int = CHUNK_SIZE
     sigma: float = 1.0
     n0: int = 100
     n: int = 1000
     alpha: float = 0.001
     seed: int = 0
-    attack_step: float = 0.25
-    max_pieces: int = 10000
-    min_width: float = 1 / 256
-    bound_batch: int = 8
+    attack_step: float = BOUND_ATTACK_STEP
+    max_pieces: int = BOUND_MAX_PIECES
+    min_width: float = BOUND_MIN_WIDTH
+    bound_batch: int = BOUND_BATCH
     overwrite: bool = False
     resume: bool = False
 
@@ -126,16 +127,16 @@ def config_from_document(doc: dict[str, Any], device: str = "auto", trust_pickle
             batch_size=meth.get("batch_size", 256),
             device=device,
             order=meth.get("order", "radius"),
-            chunk_size=meth.get("chunk_size", 500),
+            chunk_size=meth.get("chunk_size", CHUNK_SIZE),
             sigma=meth.get("sigma", 1.0),
             n0=meth.get("n0", 100),
             n=meth.get("n", 1000),
             alpha=meth.get("alpha", 0.001),
             seed=meth.get("seed", 0),
-            attack_step=meth.get("attack_step", 0.25),
-            max_pieces=meth.get("max_pieces", 10000),
-            min_width=meth.get("min_width", 1 / 256),
-            bound_batch=meth.get("bound_batch", 8),
+            attack_step=meth.get("attack_step", BOUND_ATTACK_STEP),
+            max_pieces=meth.get("max_pieces", BOUND_MAX_PIECES),
+            min_width=meth.get("min_width", BOUND_MIN_WIDTH),
+            bound_batch=meth.get("bound_batch", BOUND_BATCH),
         )
     except (KeyError, TypeError) as exc:
         raise ShiftAttackError(f"the certificate does not say how it was made: missing {exc}") from None

@@ -18,12 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..defaults import PRECISIONS, SCHEDULES
 from ..errors import ShapeError, SpecError, check_shape
 
 __all__ = ["train_classifier", "evaluate_accuracy", "augment", "bf16_is_fast", "PRECISIONS", "SCHEDULES"]
 
-PRECISIONS = ("auto", "fp32", "bf16")
-SCHEDULES = ("onecycle", "cosine")
 
 
 def augment(x: Tensor, pad: int, generator: torch.Generator, pad_mode: str = "zero") -> Tensor:
