@@ -128,7 +128,7 @@ def trained_cifar_cnn(data_dir: str | os.PathLike[str] | None = None,
 
 def save_figures(path: str | os.PathLike[str], doc: dict) -> None:
     """Write a benchmark's figures as JSON (atomically, creating the folder) and say where."""
-    from shiftattack.results import write_json
+    from shiftattack.runtime.results import write_json
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_json(path, doc)

@@ -40,9 +40,9 @@ import _common as C  # noqa: E402
 
 from shiftattack.attacks import FoolboxSpatialAttack, GridAttack  # noqa: E402
 from shiftattack.data import load_dataset  # noqa: E402
-from shiftattack.engine import resolve_device  # noqa: E402
 from shiftattack.models import SmallCNN  # noqa: E402
-from shiftattack.threats import ThreatModel, parse_shifts  # noqa: E402
+from shiftattack.runtime.engine import resolve_device  # noqa: E402
+from shiftattack.shifts.threats import ThreatModel, parse_shifts  # noqa: E402
 
 PLAIN_BATCHES = (64, 128, 256, 512, 1024, 2048)
 QUICK_BATCHES = (64, 256)

@@ -29,8 +29,8 @@ from shiftattack.certify import linear_bounds as lb  # noqa: E402
 from shiftattack.certify.bound import cell_bounds  # noqa: E402
 from shiftattack.certify.propagate import BoundModel  # noqa: E402
 from shiftattack.data import load_dataset  # noqa: E402
-from shiftattack.engine import margins  # noqa: E402
 from shiftattack.models import load_model  # noqa: E402
+from shiftattack.runtime.engine import margins  # noqa: E402
 from shiftattack.shifts import shift, shift_bilinear  # noqa: E402
 
 HALF_WIDTHS = (0.25, 0.1, 0.05, 0.02, 0.01, 0.005)

@@ -35,7 +35,7 @@ from shiftattack.certify.bound import BoundConfig, certify_bound  # noqa: E402
 from shiftattack.certify.smooth import SmoothConfig, certified_at, smooth_certify  # noqa: E402
 from shiftattack.data import load_dataset  # noqa: E402
 from shiftattack.models import load_model  # noqa: E402
-from shiftattack.threats import ThreatModel, parse_shifts  # noqa: E402
+from shiftattack.shifts.threats import ThreatModel, parse_shifts  # noqa: E402
 
 TARGET = 0.9
 

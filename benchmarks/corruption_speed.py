@@ -36,7 +36,7 @@ import _common as C  # noqa: E402
 
 from shiftattack.corruptions import corrupt, list_corruptions  # noqa: E402
 from shiftattack.data import load_dataset  # noqa: E402
-from shiftattack.engine import resolve_device  # noqa: E402
+from shiftattack.runtime.engine import resolve_device  # noqa: E402
 
 TARGET = 20.0  # issue 4: >= 20x overall on CPU
 

@@ -14,7 +14,7 @@ rounds), for:
 * ``bf16``: ``torch.autocast(bfloat16)`` (on the CPU only where the CPU has native BF16).
 
 and then the real thing: the exact grid attack (``grid:2``, zero mode, no early exit,
-``--attack-images`` random images) through :class:`~shiftattack.engine.ModelRunner`
+``--attack-images`` random images) through :class:`~shiftattack.runtime.engine.ModelRunner`
 as the ``attack`` command runs it, plainly, with ``channels_last=True`` (its
 ``--channels-last``) and with ``compile=True`` (its ``--compile``), in evaluated
 (image, shift) pairs per second.
@@ -122,8 +122,8 @@ def measure(name: str, batch: int, rounds: int, device: str, compile_too: bool) 
 def attack_rates(name: str, n: int, rounds: int, device: str, compile_too: bool) -> dict:
     """Grid-attack pairs/s through ModelRunner: plain, channels-last, compiled (interleaved rounds)."""
     from shiftattack.api import make_attack
-    from shiftattack.engine import ModelRunner
-    from shiftattack.threats import ThreatModel, parse_shifts
+    from shiftattack.runtime.engine import ModelRunner
+    from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
     torch.manual_seed(0)
     model = load_model(name).eval()
@@ -196,7 +196,7 @@ def main() -> int:
                 print(f"{name:24} {k:14} {row['pairs_per_s']:10.0f} {row['ratio']:7.2f} "
                       f"{str(row['same_verdicts']):>14}")
     if args.json:
-        from shiftattack.results import write_json
+        from shiftattack.runtime.results import write_json
 
         write_json(args.json, {"device": args.device, "torch": torch.__version__,
                                "threads": torch.get_num_threads(), "machine": platform.processor(),

@@ -35,7 +35,7 @@ import _common as C  # noqa: E402
 from shiftattack.attacks import GridAttack  # noqa: E402
 from shiftattack.data import load_dataset  # noqa: E402
 from shiftattack.models import SmallCNN  # noqa: E402
-from shiftattack.threats import ThreatModel, parse_shifts  # noqa: E402
+from shiftattack.shifts.threats import ThreatModel, parse_shifts  # noqa: E402
 
 CLOCK = {"forward": 0.0, "apply": 0.0, "forward_images": 0, "sizes": []}
 

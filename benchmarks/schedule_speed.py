@@ -35,7 +35,7 @@ import _common as C  # noqa: E402
 
 from shiftattack.attacks import GridAttack  # noqa: E402
 from shiftattack.attacks.grid import _Schedule  # noqa: E402
-from shiftattack.threats import ThreatModel, parse_shifts  # noqa: E402
+from shiftattack.shifts.threats import ThreatModel, parse_shifts  # noqa: E402
 
 EVERY, FAILS = 8, 64
 

@@ -149,7 +149,7 @@ def main_soak(argv: list[str] | None = None) -> int:
     print("lost, duplicated or changed results: " + ("none" if not problems else "; ".join(problems)))
     print("soak: " + ("PASS" if ok else "FAIL"))
     if args.json:
-        from shiftattack.results import write_json
+        from shiftattack.runtime.results import write_json
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, doc)

@@ -22,18 +22,20 @@ DOCS = Path(__file__).resolve().parent
 API_MODULES = [
     "shiftattack",
     "shiftattack.metrics",
-    "shiftattack.stability",
+    "shiftattack.jobs.stability",
     "shiftattack.models",
     "shiftattack.data",
     "shiftattack.certify",
+    "shiftattack.jobs.certify",
+    "shiftattack.jobs.verify",
     "shiftattack.corruptions",
-    "shiftattack.benchmark",
+    "shiftattack.jobs.benchmark",
     "shiftattack.report",
 ]
 
 
 def cli_page() -> str:
-    from shiftattack.cli import build_parser
+    from shiftattack.cli.main import build_parser
 
     os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix it so the page is stable
     parser = build_parser()
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 when stale")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(DOCS.parent))
-    from shiftattack.results import write_text
+    from shiftattack.runtime.results import write_text
 
     pages = {DOCS / "cli.md": cli_page(), DOCS / "api.md": api_page()}
     stale = [p for p, text in pages.items() if not p.is_file() or p.read_text() != text]

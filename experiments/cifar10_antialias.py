@@ -217,7 +217,7 @@ def generate_suites(exp: Experiment) -> None:
         marker = exp.out / "generated" / f"{suite}.complete"  # the P layout has no labels file to test for
 
         def generate(a=argv, marker=marker):
-            from shiftattack.results import write_text
+            from shiftattack.runtime.results import write_text
 
             _cli(a)
             write_text(marker, shlex.join(a) + "\n")
@@ -368,7 +368,7 @@ def measure_cost(exp: Experiment, rounds: int = 5) -> None:
     import torch
 
     from shiftattack.models import create_model
-    from shiftattack.results import write_json
+    from shiftattack.runtime.results import write_json
 
     def run():
         x = torch.rand(exp.sizes.batch_size, 3, 32, 32)
@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_outputs(exp: Experiment, argv: list[str], seconds: float) -> None:
     """summary.json, experiment.json and the report (figures, HTML, Markdown)."""
     from shiftattack.report import collect, write_report
-    from shiftattack.results import write_json
+    from shiftattack.runtime.results import write_json
 
     summary = summarise(exp)
     write_json(exp.out / "summary.json", summary)

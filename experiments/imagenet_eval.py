@@ -9,7 +9,7 @@ or antialiased-cnns' files, which the loader maps), on the ImageNet validation f
   --mode crop``);
 - Zhang's consistency (two random 224 windows of the 256 canvas, 5 pairs per image), the
   diagonal curve (windows at (d, d), d = 0..32) and flip rates at 1..8 px
-  (:func:`shiftattack.stability.canvas_stability_document`);
+  (:func:`shiftattack.jobs.stability.canvas_stability_document`);
 - ImageNet-C mCE and ImageNet-P mFR / mT5D, normalised by the published AlexNet figures, from
   the published files (``--imagenet-c DIR``, ``--imagenet-p DIR``) or, when those are not given,
   generated once from the validation images (``shiftattack corrupt``) and shared by every model;
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from shiftattack.cli import main as cli
     from shiftattack.report import collect, write_report
-    from shiftattack.results import write_json
+    from shiftattack.runtime.results import write_json
 
     if not Path(args.val).exists():
         parser.error(f"ImageNet validation images not found at {args.val}")

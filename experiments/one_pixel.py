@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from shiftattack.cli import main as cli
     from shiftattack.data import load_dataset
     from shiftattack.models import load_model
-    from shiftattack.results import write_json
+    from shiftattack.runtime.results import write_json
 
     exp_file = args.source / "experiment.json"
     if not exp_file.is_file():
@@ -212,7 +212,7 @@ def _figure(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("P(top-1 change) per 1-px shift (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    from shiftattack.results import _atomic_write
+    from shiftattack.runtime.results import _atomic_write
 
     _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
 

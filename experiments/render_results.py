@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.folder / "summary.json").is_file():
         parser.error(f"{args.folder} holds no summary.json; run experiments/cifar10_antialias.py first")
     text = render(args.folder, args.stride, args.one_pixel)
-    from shiftattack.results import write_text
+    from shiftattack.runtime.results import write_text
 
     write_text(args.out, text)
     print(f"wrote {args.out}")

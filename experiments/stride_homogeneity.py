@@ -18,7 +18,7 @@ H = 0: neighbours differ as much as random pixels.
 
 Per (dataset, k): test accuracy, consistency under integer shifts (zero mode, |dx|, |dy| <= 4)
 and the mean flip rate (windows 1-4 px from the centre of a 4-px reflect-padded canvas;
-:mod:`shiftattack.stability`). No random-crop augmentation
+:mod:`shiftattack.jobs.stability`). No random-crop augmentation
 (flips only), so invariance comes from the architecture and the data, not from training.
 
     python experiments/stride_homogeneity.py --out experiments/results/stride_homogeneity_cpu
@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from shiftattack.cli import main as cli
     from shiftattack.data import load_dataset
+    from shiftattack.jobs.stability import stability_document
     from shiftattack.models import load_model
-    from shiftattack.results import write_json
-    from shiftattack.stability import stability_document
+    from shiftattack.runtime.results import write_json
 
     kernels = [int(k) for k in args.kernels.split(",")]
     datasets = [d.strip() for d in args.datasets.split(",")]
@@ -227,7 +227,7 @@ def _figure(rows: list[dict], path: Path) -> None:
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    from shiftattack.results import _atomic_write
+    from shiftattack.runtime.results import _atomic_write
 
     _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
 

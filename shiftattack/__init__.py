@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from shiftattack._version import __version__
 
 #: public name -> the module that defines it
 _HOMES = {
@@ -31,19 +31,32 @@ _HOMES = {
     "shift": "shifts",
     "shift_bilinear": "shifts",
     "shift_fourier": "shifts",
-    "ShiftSet": "threats",
-    "ThreatModel": "threats",
-    "parse_shifts": "threats",
+    "ShiftSet": "shifts",
+    "ThreatModel": "shifts",
+    "parse_shifts": "shifts",
 }
 
-__all__ = sorted([*_HOMES, "__version__"])
+__all__ = [
+    "AttackResult", "GradientAttack", "GridAttack", "RandomAttack", "Shift", "ShiftAttackError", "ShiftSet",
+    "ThreatModel", "__version__", "attack", "crop_window", "make_attack", "make_canvas", "parse_shifts",
+    "rotate_translate", "shift", "shift_bilinear", "shift_fourier",
+]
 
 if TYPE_CHECKING:
-    from .api import attack, make_attack, make_canvas
-    from .attacks import AttackResult, GradientAttack, GridAttack, RandomAttack
-    from .errors import ShiftAttackError
-    from .shifts import Shift, crop_window, rotate_translate, shift, shift_bilinear, shift_fourier
-    from .threats import ShiftSet, ThreatModel, parse_shifts
+    from shiftattack.api import attack, make_attack, make_canvas
+    from shiftattack.attacks import AttackResult, GradientAttack, GridAttack, RandomAttack
+    from shiftattack.errors import ShiftAttackError
+    from shiftattack.shifts import (
+        Shift,
+        ShiftSet,
+        ThreatModel,
+        crop_window,
+        parse_shifts,
+        rotate_translate,
+        shift,
+        shift_bilinear,
+        shift_fourier,
+    )
 
 
 def __getattr__(name: str):

@@ -12,10 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attacks import Attack, AttackResult, FoolboxSpatialAttack, GradientAttack, GridAttack, RandomAttack
-from .errors import SpecError
-from .shifts import INTEGER_MODES
-from .threats import ThreatModel, default_crop_size, parse_shifts
+from shiftattack.attacks import (
+    Attack,
+    AttackResult,
+    FoolboxSpatialAttack,
+    GradientAttack,
+    GridAttack,
+    RandomAttack,
+)
+from shiftattack.errors import SpecError
+from shiftattack.shifts.functional import INTEGER_MODES
+from shiftattack.shifts.threats import ThreatModel, default_crop_size, parse_shifts
 
 __all__ = ["ATTACKS", "attack", "make_attack", "make_canvas", "load_images_and_model"]
 
@@ -64,9 +71,9 @@ def load_images_and_model(
     Returns ``(dataset, model, images)``: the :class:`~shiftattack.data.LabeledImages`, the model
     (eval mode, CPU) and float images (N, 3, H, W) in [0, 1], padded into canvases in crop mode.
     """
-    from .data import load_dataset
-    from .errors import ShiftAttackError
-    from .models import load_model
+    from shiftattack.data import load_dataset
+    from shiftattack.errors import ShiftAttackError
+    from shiftattack.models import load_model
 
     dataset = load_dataset(data, limit=limit, progress=progress, resize=resize, strict=strict)
     if len(dataset) == 0:

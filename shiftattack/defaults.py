@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
-    "CHUNK_SIZE", "BOUND_ATTACK_STEP", "BOUND_MAX_PIECES", "BOUND_MIN_WIDTH", "BOUND_BATCH", "PRECISIONS", "SCHEDULES",
+    "CHUNK_SIZE", "BOUND_ATTACK_STEP", "BOUND_MAX_PIECES", "BOUND_MIN_WIDTH", "BOUND_BATCH", "PRECISIONS",
+    "SCHEDULES",
 ]
 
-#: images per stored unit of attack and certify runs (``--chunk-size``)
+#: images per stored unit of attack and certify runs (``--chunk-size``): small enough that --resume
+#: loses little, large enough to fill a GPU
 CHUNK_SIZE = 500
 #: step (px) of the dense bilinear grid attack the bound method runs first (``--attack-step``)
 BOUND_ATTACK_STEP = 0.25

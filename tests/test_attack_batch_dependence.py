@@ -22,7 +22,7 @@ from _models import LINEAR_SOURCE
 from shiftattack import attack
 from shiftattack.attacks import GradientAttack, GridAttack, RandomAttack, VerificationError
 from shiftattack.cli import main
-from shiftattack.threats import ThreatModel, parse_shifts
+from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -32,7 +32,7 @@ from shiftattack.attacks import (
 from shiftattack.errors import SpecError
 from shiftattack.models import load_model
 from shiftattack.shifts import rotate_translate
-from shiftattack.threats import ThreatModel, parse_shifts
+from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

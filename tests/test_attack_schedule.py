@@ -15,7 +15,7 @@ from _models import make_problem
 
 from shiftattack.attacks import GridAttack
 from shiftattack.attacks.grid import _Schedule
-from shiftattack.threats import ThreatModel, parse_shifts
+from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 ORDERS = ("radius", "adaptive", "far_first")
 

@@ -12,9 +12,9 @@ from _models import LiarModel, make_problem
 
 from shiftattack import attack, make_canvas, rotate_translate
 from shiftattack.attacks import GradientAttack, GridAttack, RandomAttack, Search, VerificationError
-from shiftattack.engine import ModelRunner, margins
 from shiftattack.errors import ModelError, SpecError
-from shiftattack.threats import ThreatModel, parse_shifts
+from shiftattack.runtime.engine import ModelRunner, margins
+from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 K = 2
 

@@ -26,7 +26,7 @@ from shiftattack.api import attack
 from shiftattack.cli import main
 from shiftattack.errors import DataError, OutputError
 from shiftattack.models import SmallCNN
-from shiftattack.results import write_json
+from shiftattack.runtime.results import write_json
 
 MODELS = LINEAR_SOURCE + '''
 

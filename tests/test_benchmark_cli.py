@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from shiftattack.benchmark.generate import chunk_size, unit_seed
 from shiftattack.cli import main
-from shiftattack.corruption_metrics import flip_probability, unnormalized_t5d
 from shiftattack.corruptions import corrupt
 from shiftattack.corruptions.perturbations import perturb
+from shiftattack.jobs.benchmark.generate import chunk_size, unit_seed
+from shiftattack.metrics.corruption import flip_probability, unnormalized_t5d
 
 MODEL_FILE = textwrap.dedent(
     """

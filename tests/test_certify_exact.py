@@ -10,11 +10,12 @@ import pytest
 import torch
 from _brute import brute_grid
 
-from shiftattack.certify import CertificateError, certify_exact, load_certificate, verify_certificate
+from shiftattack.certify import CertificateError, certify_exact, load_certificate
 from shiftattack.certify.document import canonical_sha256, seal
 from shiftattack.certify.exact import certified_radius
 from shiftattack.cli import main
-from shiftattack.threats import ThreatModel, parse_shifts
+from shiftattack.jobs.verify import verify_certificate
+from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

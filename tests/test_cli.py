@@ -170,15 +170,15 @@ def test_console_entry_point_runs():
 
 def test_ctrl_c_says_whether_finished_work_was_kept(monkeypatch, tmp_path, capsys):
     """Exit 130 either way; resumable commands say to --resume, the others that nothing was written."""
-    import shiftattack.attack_job
-    import shiftattack.benchmark
     import shiftattack.data
+    import shiftattack.jobs.attack
+    import shiftattack.jobs.benchmark
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(shiftattack.benchmark, "run_benchmark", interrupt)
-    monkeypatch.setattr(shiftattack.attack_job, "load_dataset", interrupt)
+    monkeypatch.setattr(shiftattack.jobs.benchmark, "run_benchmark", interrupt)
+    monkeypatch.setattr(shiftattack.jobs.attack, "load_dataset", interrupt)
     monkeypatch.setattr(shiftattack.data, "load_dataset", interrupt)
     assert main(["benchmark", "--suite", "cifar10-c", "--model", "small_cnn", "--data", "synthetic:test",
                  "--out", str(tmp_path / "b")]) == 130

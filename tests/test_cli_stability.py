@@ -9,8 +9,8 @@ import torch
 
 from shiftattack.cli import main
 from shiftattack.data import load_dataset
+from shiftattack.jobs.stability import stability_document
 from shiftattack.models import create_model, load_model
-from shiftattack.stability import stability_document
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""Corruption-benchmark metrics (shiftattack.corruption_metrics) against hand computations and the published
+"""Corruption-benchmark metrics (shiftattack.metrics.corruption) against hand computations and the published
 evaluation code's rules (reference/METRICS.md "ImageNet-C", "ImageNet-P"; CORRUPTIONS.md section 6).
 
 The references here are written independently of the module: the paper's double-sum formula for the top-5
@@ -17,9 +17,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shiftattack import corruption_metrics as cm
 from shiftattack.corruptions._registry import ORDER
 from shiftattack.errors import ModelError, ShapeError, SpecError
+from shiftattack.metrics import corruption as cm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ from _models import make_problem
 
 from shiftattack.attacks import FoolboxSpatialAttack, GridAttack, GridShiftAttack
 from shiftattack.attacks.foolbox import foolbox_translation_to_shift
-from shiftattack.threats import ThreatModel, parse_shifts
+from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 fb = pytest.importorskip("foolbox")
 

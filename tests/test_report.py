@@ -108,9 +108,9 @@ def test_published_figures_appear_beside_ours_with_their_sources(results, tmp_pa
 
 def test_stability_documents_give_the_flip_rate_figure_and_column(tmp_path):
     from shiftattack.data import load_dataset
+    from shiftattack.jobs.stability import stability_document
     from shiftattack.models import create_model
-    from shiftattack.results import write_json
-    from shiftattack.stability import stability_document
+    from shiftattack.runtime.results import write_json
 
     d = load_dataset("synthetic:test", limit=16)
     torch_model = create_model("small_cnn", num_classes=8, width=8).eval()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shiftattack.distributed import Context, run_units
+from shiftattack.runtime.distributed import Context, run_units
 
 
 class Bar:

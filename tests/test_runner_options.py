@@ -7,8 +7,8 @@ import json
 import torch
 
 from shiftattack.cli import main
-from shiftattack.engine import ModelRunner
 from shiftattack.models import load_model
+from shiftattack.runtime.engine import ModelRunner
 
 
 def test_channels_last_attack_gives_the_same_verdicts(tmp_path):

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from shiftattack.data import load_dataset
+from shiftattack.jobs.stability import stability_document
 from shiftattack.models import create_model
-from shiftattack.stability import stability_document
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -100,7 +100,7 @@ def test_flip_distance_beyond_the_canvas_is_refused(data):
 
 def test_canvas_protocol_document_against_hand_cropped_windows():
     """Zhang's crop protocol on canvases: the diagonal's 0 is the centred window, flips match slicing."""
-    from shiftattack.stability import canvas_stability_document
+    from shiftattack.jobs.stability import canvas_stability_document
 
     torch.manual_seed(5)
     canvases = torch.rand(6, 3, 20, 20)

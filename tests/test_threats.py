@@ -1,4 +1,4 @@
-"""Tests of shiftattack.threats: spec parsing, member sets, ordering, validation, apply, JSON."""
+"""Tests of shiftattack.shifts.threats: spec parsing, member sets, ordering, validation, apply, JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from shiftattack.errors import SpecError
 from shiftattack.shifts import crop_window, rotate_translate, shift, shift_bilinear, shift_fourier
-from shiftattack.threats import ENGSTROM, ShiftSet, ThreatModel, parse_shifts
+from shiftattack.shifts.threats import ENGSTROM, ShiftSet, ThreatModel, parse_shifts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

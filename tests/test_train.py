@@ -99,7 +99,7 @@ def test_train_command_writes_weights_log_and_checkpoint(tmp_path, capsys):
 
 
 def test_train_command_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    import shiftattack.training as training
+    import shiftattack.jobs.train as training
 
     train = _npz(tmp_path / "train.npz", 96, 0)
     common = ["train", "--model", "small_cnn", "--data", str(train), "--batch-size", "32", "--lr", "0.05",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .base import Attack, AttackResult, MembershipError, Search, VerificationError
-from .foolbox import FoolboxSpatialAttack, GridShiftAttack
-from .gradient import GradientAttack
-from .grid import GridAttack
-from .random import RandomAttack
+from shiftattack.attacks.base import Attack, AttackResult, MembershipError, Search, VerificationError
+from shiftattack.attacks.foolbox import FoolboxSpatialAttack, GridShiftAttack
+from shiftattack.attacks.gradient import GradientAttack
+from shiftattack.attacks.grid import GridAttack
+from shiftattack.attacks.random import RandomAttack
 
 __all__ = [
     "Attack",

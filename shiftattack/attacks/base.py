@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..engine import ModelRunner, margins
-from ..errors import ShapeError, ShiftAttackError, check_images
-from ..threats import ThreatModel
+from shiftattack.errors import ShapeError, ShiftAttackError, check_images
+from shiftattack.runtime.engine import ModelRunner, margins
+from shiftattack.shifts.threats import ThreatModel
 
 __all__ = ["Attack", "AttackResult", "MembershipError", "Search", "VerificationError", "batch_dependence"]
 
@@ -178,7 +178,7 @@ class Attack:
     """Base class: validation, clean pass, search hook, re-verification.
 
     Args:
-        threat: the :class:`~shiftattack.threats.ThreatModel` to search.
+        threat: the :class:`~shiftattack.shifts.threats.ThreatModel` to search.
         batch_size: (image, shift) pairs per forward pass.
     """
 

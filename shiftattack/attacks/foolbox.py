@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine import ModelRunner
-from ..errors import ShiftAttackError
-from ..threats import ThreatModel, parse_shifts
-from .base import Attack, AttackResult, Search
-from .grid import GridAttack
+from shiftattack.attacks.base import Attack, AttackResult, Search
+from shiftattack.attacks.grid import GridAttack
+from shiftattack.errors import ShiftAttackError
+from shiftattack.runtime.engine import ModelRunner
+from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 __all__ = ["FoolboxSpatialAttack", "GridShiftAttack", "foolbox_translation_to_shift"]
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..engine import ModelRunner, margins
-from ..threats import ThreatModel
-from .base import Attack, Search
+from shiftattack.attacks.base import Attack, Search
+from shiftattack.runtime.engine import ModelRunner, margins
+from shiftattack.shifts.threats import ThreatModel
 
 __all__ = ["GradientAttack"]
 
@@ -25,7 +25,7 @@ class GradientAttack(Attack):
     integer shifts (or the Fourier shift, or rotation sampling) — for an exact
     (integer) threat model this is the continuous relaxation. Each iterate is
     *evaluated* (and can only be reported) at its projection onto the declared
-    set, :meth:`~shiftattack.threats.ThreatModel.project`: the nearest member of a
+    set, :meth:`~shiftattack.shifts.threats.ThreatModel.project`: the nearest member of a
     ``grid:``, ``list:`` or ``rt:`` set, the box point (whole pixels for exact
     threats) of a ``random:`` set. Each step moves every parameter by ``step``
     times the sign of its gradient and clamps it into the box; restart 0 starts

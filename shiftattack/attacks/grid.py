@@ -10,10 +10,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..engine import ModelRunner, margins
-from ..errors import SpecError
-from ..threats import ThreatModel
-from .base import Attack, Search, batch_dependence
+from shiftattack.attacks.base import Attack, Search, batch_dependence
+from shiftattack.errors import SpecError
+from shiftattack.runtime.engine import ModelRunner, margins
+from shiftattack.shifts.threats import ThreatModel
 
 __all__ = ["GridAttack"]
 

@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..engine import ModelRunner, margins
-from ..errors import SpecError
-from ..threats import ThreatModel
-from .base import Attack, Search
+from shiftattack.attacks.base import Attack, Search
+from shiftattack.errors import SpecError
+from shiftattack.runtime.engine import ModelRunner, margins
+from shiftattack.shifts.threats import ThreatModel
 
 __all__ = ["RandomAttack"]
 
@@ -23,7 +23,7 @@ class RandomAttack(Attack):
     reports its minimum-margin draw. Draws are integer for an exact threat
     model and real-valued otherwise (plus a rotation for ``random:K:N:DEG``).
     Not a proof of robustness: ``robust`` means "survived k draws". Every draw
-    lies in the box (:meth:`~shiftattack.threats.ShiftSet.draw`); fixed sets are
+    lies in the box (:meth:`~shiftattack.shifts.threats.ShiftSet.draw`); fixed sets are
     refused (their members are searched by the grid attack).
 
     Args:

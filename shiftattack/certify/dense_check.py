@@ -18,9 +18,9 @@ import math
 import torch
 from torch import Tensor
 
-from ..engine import ModelRunner, margins
-from ..shifts import shift_bilinear
-from .document import CertificateError
+from shiftattack.certify.document import CertificateError
+from shiftattack.runtime.engine import ModelRunner, margins
+from shiftattack.shifts.functional import shift_bilinear
 
 __all__ = ["dense_box_shifts", "check_boxes_densely", "BOUND_TOL"]
 

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ShiftAttackError
-from ..results import _clean
+from shiftattack.errors import ShiftAttackError
+from shiftattack.runtime.results import _clean
 
 __all__ = [
     "SCHEMA",

@@ -15,9 +15,9 @@ import math
 
 from torch import Tensor
 
-from ..attacks import AttackResult, GridAttack
-from ..errors import SpecError
-from ..threats import ThreatModel
+from shiftattack.attacks import AttackResult, GridAttack
+from shiftattack.errors import SpecError
+from shiftattack.shifts.threats import ThreatModel
 
 __all__ = ["certify_exact", "exact_records", "certified_radius", "radius_curve", "set_radii"]
 

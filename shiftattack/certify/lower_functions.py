@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import fx
 from torch.nn.modules.utils import _pair as _as_pair
 
-from . import linear_bounds as lb
-from .ops import Emitter, Op, UnsupportedLayer, _deep, _Meta, _Ref
+from shiftattack.certify import linear_bounds as lb
+from shiftattack.certify.ops import Emitter, Op, UnsupportedLayer, _deep, _Meta, _Ref
 
 __all__ = ["FunctionRules"]
 

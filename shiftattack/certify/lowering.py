@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from ..models.aps import ApsConv2d, ApsPool2d, CircularMaxPool2d
-from ..models.blurpool import BlurPool2d
-from ..models.cmod import CModStem, ModulusBatchNorm2d
-from ..models.loading import Normalize
-from ..models.normalize import _normalize_input
-from . import linear_bounds as lb
-from .lower_functions import FunctionRules
-from .ops import CMOD_EPS, Op, UnsupportedLayer, _Ref, fold_batch_norm, run_ops
+from shiftattack.certify import linear_bounds as lb
+from shiftattack.certify.lower_functions import FunctionRules
+from shiftattack.certify.ops import CMOD_EPS, Op, UnsupportedLayer, _Ref, fold_batch_norm, run_ops
+from shiftattack.models.aps import ApsConv2d, ApsPool2d, CircularMaxPool2d
+from shiftattack.models.blurpool import BlurPool2d
+from shiftattack.models.cmod import CModStem, ModulusBatchNorm2d
+from shiftattack.models.loading import Normalize
+from shiftattack.models.normalize import _normalize_input
 
 __all__ = ["Op", "UnsupportedLayer", "CMOD_EPS", "lower", "plain_instance", "run_ops"]
 

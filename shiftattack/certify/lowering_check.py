@@ -24,9 +24,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..engine import ModelRunner
-from ..shifts import shift_bilinear
-from .lowering import UnsupportedLayer
+from shiftattack.certify.lowering import UnsupportedLayer
+from shiftattack.runtime.engine import ModelRunner
+from shiftattack.shifts.functional import shift_bilinear
 
 __all__ = ["LoweringMismatch", "check_lowering", "TOL_FLOAT64", "TOL_RUN"]
 

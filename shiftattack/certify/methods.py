@@ -13,14 +13,14 @@ from typing import Any
 
 from torch import Tensor
 
-from ..engine import ModelRunner
-from ..errors import SpecError
-from ..threats import ThreatModel, default_crop_size, parse_shifts
-from .bound import BoundConfig, certify_bound, parse_box
-from .exact import certify_exact, exact_records, radius_curve, set_radii
-from .lowering_check import check_lowering
-from .propagate import BoundModel
-from .smooth import SmoothConfig, certified_at, parse_radius, smooth_certify
+from shiftattack.certify.bound import BoundConfig, certify_bound, parse_box
+from shiftattack.certify.exact import certify_exact, exact_records, radius_curve, set_radii
+from shiftattack.certify.lowering_check import check_lowering
+from shiftattack.certify.propagate import BoundModel
+from shiftattack.certify.smooth import SmoothConfig, certified_at, parse_radius, smooth_certify
+from shiftattack.errors import SpecError
+from shiftattack.runtime.engine import ModelRunner
+from shiftattack.shifts.threats import ThreatModel, default_crop_size, parse_shifts
 
 __all__ = ["SmoothThreat", "BoxThreat", "build_threat", "check_model", "certify_chunk", "describe", "curve"]
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ShiftAttackError
-from . import linear_bounds as lb
-from .linear_bounds import Bounds
+from shiftattack.certify import linear_bounds as lb
+from shiftattack.certify.linear_bounds import Bounds
+from shiftattack.errors import ShiftAttackError
 
 __all__ = ["Op", "UnsupportedLayer", "CMOD_EPS", "run_ops", "fold_batch_norm"]
 

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import linear_bounds as lb
-from .linear_bounds import Bounds
-from .lowering import CMOD_EPS, Op, UnsupportedLayer, lower, run_ops
+from shiftattack.certify import linear_bounds as lb
+from shiftattack.certify.linear_bounds import Bounds
+from shiftattack.certify.lowering import CMOD_EPS, Op, UnsupportedLayer, lower, run_ops
 
 __all__ = ["BoundModel", "UnsupportedLayer", "Op"]
 

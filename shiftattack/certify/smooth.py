@@ -31,9 +31,9 @@ from scipy.stats import beta, norm
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..engine import ModelRunner
-from ..errors import SpecError
-from ..shifts import shift_fourier
+from shiftattack.errors import SpecError
+from shiftattack.runtime.engine import ModelRunner
+from shiftattack.shifts.functional import shift_fourier
 
 __all__ = [
     "SmoothConfig",

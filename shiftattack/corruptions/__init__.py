@@ -18,9 +18,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import SpecError, check_images
-from . import blur, digital, elastic, motion, noise, spatter, weather, zoom  # noqa: F401  (register them)
-from ._registry import SUITES, Corruption, get_corruption, list_corruptions, register_corruption
+from shiftattack.corruptions import blur, digital, elastic, motion, noise, spatter, weather, zoom  # noqa: F401  (register them)
+from shiftattack.corruptions._registry import (
+    SUITES,
+    Corruption,
+    get_corruption,
+    list_corruptions,
+    register_corruption,
+)
+from shiftattack.errors import SpecError, check_images
 
 __all__ = ["corrupt", "list_corruptions", "get_corruption", "register_corruption", "Corruption", "SUITES"]
 

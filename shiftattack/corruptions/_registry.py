@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import SpecError
+from shiftattack.errors import SpecError
 
 __all__ = ["Corruption", "register_corruption", "get_corruption", "list_corruptions", "SUITES"]
 

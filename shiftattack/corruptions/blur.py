@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._registry import register_corruption
+from shiftattack.corruptions._registry import register_corruption
 
 __all__ = ["gaussian_kernel1d", "gaussian_filter", "gaussian_blur", "disk_kernel", "defocus_blur",
            "glass_blur"]

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ._registry import register_corruption
+from shiftattack.corruptions._registry import register_corruption
 
 __all__ = ["rgb_to_hsv", "hsv_to_rgb", "brightness", "contrast", "saturate", "jpeg_compression", "pixelate"]
 

@@ -45,9 +45,9 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import SpecError, check_images, check_shape
-from ._registry import register_corruption
-from .blur import gaussian_kernel1d
+from shiftattack.corruptions._registry import register_corruption
+from shiftattack.corruptions.blur import gaussian_kernel1d
+from shiftattack.errors import SpecError, check_images, check_shape
 
 __all__ = [
     "elastic_transform",

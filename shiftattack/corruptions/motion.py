@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import SpecError, check_images
-from ._registry import register_corruption
+from shiftattack.corruptions._registry import register_corruption
+from shiftattack.errors import SpecError, check_images
 
 __all__ = ["motion_blur_image", "motion_blur"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._registry import register_corruption
+from shiftattack.corruptions._registry import register_corruption
 
 __all__ = ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"]
 

@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import SpecError, check_images, check_shape
-from ._registry import register_corruption
-from .elastic import scipy_gaussian_filter
+from shiftattack.corruptions._registry import register_corruption
+from shiftattack.corruptions.elastic import scipy_gaussian_filter
+from shiftattack.errors import SpecError, check_images, check_shape
 
 __all__ = [
     "spatter",

@@ -51,10 +51,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..errors import SpecError, check_images, check_shape
-from ._registry import register_corruption
-from .motion import motion_blur_image
-from .zoom import clipped_zoom
+from shiftattack.corruptions._registry import register_corruption
+from shiftattack.corruptions.motion import motion_blur_image
+from shiftattack.corruptions.zoom import clipped_zoom
+from shiftattack.errors import SpecError, check_images, check_shape
 
 __all__ = [
     "plasma_fractal",

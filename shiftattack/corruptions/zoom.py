@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._registry import register_corruption
+from shiftattack.corruptions._registry import register_corruption
 
 __all__ = ["clipped_zoom", "zoom_factors", "zoom_blur"]
 

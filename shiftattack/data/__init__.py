@@ -14,9 +14,9 @@ Examples:
 
 from __future__ import annotations
 
-from ._decode import IMAGE_EXTENSIONS
-from .dataset import LabeledImages, balanced_subset
-from .loaders import LAYOUTS, load_dataset
+from shiftattack.data._decode import IMAGE_EXTENSIONS
+from shiftattack.data.dataset import LabeledImages, balanced_subset
+from shiftattack.data.loaders import LAYOUTS, load_dataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",

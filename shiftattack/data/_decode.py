@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..errors import DataError, DataWarning
+from shiftattack.errors import DataError, DataWarning
 
 __all__ = ["IMAGE_EXTENSIONS", "PROGRESS_THRESHOLD", "decode_images", "fit_arrays", "fit_image",
            "is_image_name"]

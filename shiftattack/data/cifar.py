@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, SpecError
-from .dataset import LabeledImages, select_indices
+from shiftattack.data.dataset import LabeledImages, select_indices
+from shiftattack.errors import DataError, SpecError
 
 __all__ = ["SPLITS", "is_cifar_batches_dir", "load_cifar_batches"]
 

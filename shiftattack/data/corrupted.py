@@ -21,7 +21,7 @@ Pixel values are quantised with the published truncation (:func:`to_uint8`):
 ``.npy`` files are opened with ``mmap_mode="r"`` and ``allow_pickle=False``,
 so only the rows asked for are read and a file cannot run code. Every file is
 written to a temporary name in its folder and renamed into place when
-complete (:func:`shiftattack.results._atomic_write`), so a crash never leaves
+complete (:func:`shiftattack.runtime.results._atomic_write`), so a crash never leaves
 a half-written file under the published name.
 
 Examples:
@@ -43,10 +43,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..errors import DataError, ShapeError, SpecError
-from ..results import _atomic_write
-from .dataset import LabeledImages, _check_limit, select_indices
-from .folder import load_image_folder
+from shiftattack.data.dataset import LabeledImages, _check_limit, select_indices
+from shiftattack.data.folder import load_image_folder
+from shiftattack.errors import DataError, ShapeError, SpecError
+from shiftattack.runtime.results import _atomic_write
 
 __all__ = [
     "SEVERITIES",

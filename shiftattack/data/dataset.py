@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import DataError, SpecError
+from shiftattack.errors import DataError, SpecError
 
 __all__ = ["LabeledImages", "balanced_subset", "select_indices"]
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from ._decode import IMAGE_EXTENSIONS, decode_images, is_image_name
-from .dataset import LabeledImages, select_indices
+from shiftattack.data._decode import IMAGE_EXTENSIONS, decode_images, is_image_name
+from shiftattack.data.dataset import LabeledImages, select_indices
+from shiftattack.errors import DataError
 
 __all__ = ["load_image_folder", "load_image_zip"]
 

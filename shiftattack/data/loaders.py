@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError, SpecError
-from ._decode import fit_arrays
-from .cifar import is_cifar_batches_dir, load_cifar_batches
-from .dataset import LabeledImages, _check_limit
-from .folder import load_image_folder, load_image_zip
-from .npz import load_npz
-from .synthetic import is_synthetic_spec, load_synthetic
+from shiftattack.data._decode import fit_arrays
+from shiftattack.data.cifar import is_cifar_batches_dir, load_cifar_batches
+from shiftattack.data.dataset import LabeledImages, _check_limit
+from shiftattack.data.folder import load_image_folder, load_image_zip
+from shiftattack.data.npz import load_npz
+from shiftattack.data.synthetic import is_synthetic_spec, load_synthetic
+from shiftattack.errors import DataError, SpecError
 
 __all__ = ["LAYOUTS", "load_dataset"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from .dataset import LabeledImages, select_indices
+from shiftattack.data.dataset import LabeledImages, select_indices
+from shiftattack.errors import DataError
 
 __all__ = ["load_npz"]
 

@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import SpecError
-from .dataset import LabeledImages, balanced_subset
+from shiftattack.data.dataset import LabeledImages, balanced_subset
+from shiftattack.errors import SpecError
 
 __all__ = ["SYNTHETIC_CLASSES", "SPLIT_SIZES", "synthetic_images", "load_synthetic", "is_synthetic_spec"]
 

@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError, SpecError
-from .corrupted import _check_name, _uint8_array, _write_file
-from .dataset import _check_limit, select_indices
-from .folder import _list_dir
+from shiftattack.data.corrupted import _check_name, _uint8_array, _write_file
+from shiftattack.data.dataset import _check_limit, select_indices
+from shiftattack.data.folder import _list_dir
+from shiftattack.errors import DataError, SpecError
 
 __all__ = ["VIDEO_EXTENSION", "read_video", "write_video", "ImageNetPVideos"]
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from . import aps, cifar, cmod_models, small, zoo  # noqa: F401  (register their models)
-from ._registry import create_model, is_model, list_models, parse_model_name, register_model
-from .aps import ApsPool2d, CircularMaxPool2d, aps_convert, aps_pool2d, aps_resnet
-from .blurpool import BlurPool2d, MaxBlurPool2d, binomial_filter, blur_pool2d, blur_strided_conv
-from .cifar import CifarConvNet
-from .cmod_models import TwinFit, cmod_alexnet, cmod_resnet, twin
-from .loading import Normalize, file_sha256, load_model, load_weights
-from .small import SmallCNN
-from .train import evaluate_accuracy, train_classifier
+from shiftattack.models import aps, cifar, cmod_models, small, zoo  # noqa: F401  (register their models)
+from shiftattack.models._registry import create_model, is_model, list_models, parse_model_name, register_model
+from shiftattack.models.aps import ApsPool2d, CircularMaxPool2d, aps_convert, aps_pool2d, aps_resnet
+from shiftattack.models.blurpool import (
+    BlurPool2d,
+    MaxBlurPool2d,
+    binomial_filter,
+    blur_pool2d,
+    blur_strided_conv,
+)
+from shiftattack.models.cifar import CifarConvNet
+from shiftattack.models.cmod_models import TwinFit, cmod_alexnet, cmod_resnet, twin
+from shiftattack.models.loading import Normalize, file_sha256, load_model, load_weights
+from shiftattack.models.small import SmallCNN
+from shiftattack.models.train import evaluate_accuracy, train_classifier
 
 __all__ = [
     "parse_model_name",

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import SpecError
+from shiftattack.errors import SpecError
+from shiftattack.models.weights import load_weights
 
 __all__ = ["register_model", "create_model", "list_models", "is_model", "parse_model_name"]
 
@@ -113,8 +114,6 @@ def create_model(
             raise
         raise SpecError(f"model {spec!r}: {name} refused these arguments ({exc})") from None
     if weights is not None:
-        from .loading import load_weights
-
         load_weights(model, weights)
         model.eval()
     return model

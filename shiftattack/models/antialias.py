@@ -67,8 +67,8 @@ from torchvision.models import VGG, AlexNet, DenseNet, MobileNetV2, ResNet
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from ..errors import ConversionError, ConversionWarning, SpecError
-from .blurpool import BlurPool2d, MaxBlurPool2d, _check_args
+from shiftattack.errors import ConversionError, ConversionWarning, SpecError
+from shiftattack.models.blurpool import BlurPool2d, MaxBlurPool2d, _check_args
 
 __all__ = ["ARCHS", "antialias", "detect_arch"]
 

@@ -35,11 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 
-from ..errors import ShapeError, SpecError, check_shape
-from ._registry import register_model
-from .blurpool import PAD_MODES, _blur_pool, binomial_filter
-from .normalize import IMAGENET_MEAN, IMAGENET_STD, add_input_normalization
-from .small import SmallCNN
+from shiftattack.errors import ShapeError, SpecError, check_shape
+from shiftattack.models._registry import register_model
+from shiftattack.models.blurpool import PAD_MODES, _blur_pool, binomial_filter
+from shiftattack.models.normalize import IMAGENET_MEAN, IMAGENET_STD, add_input_normalization
+from shiftattack.models.small import SmallCNN
 
 __all__ = ["NORMS", "aps_pool2d", "ApsPool2d", "circular_max_pool2d", "CircularMaxPool2d", "ApsConv2d",
            "aps_convert", "ApsBasicBlock", "ApsBottleneck", "ApsResNet", "aps_resnet", "small_cnn_aps"]

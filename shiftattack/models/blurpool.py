@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ShapeError, SpecError
+from shiftattack.errors import ShapeError, SpecError
 
 __all__ = [
     "PAD_MODES",

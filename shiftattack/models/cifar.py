@@ -23,11 +23,11 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from ._registry import register_model
-from .aps import ApsPool2d, CircularMaxPool2d
-from .blurpool import MaxBlurPool2d
-from .cmod import cmod_stem
-from .normalize import CIFAR10_MEAN, CIFAR10_STD, add_input_normalization
+from shiftattack.models._registry import register_model
+from shiftattack.models.aps import ApsPool2d, CircularMaxPool2d
+from shiftattack.models.blurpool import MaxBlurPool2d
+from shiftattack.models.cmod import cmod_stem
+from shiftattack.models.normalize import CIFAR10_MEAN, CIFAR10_STD, add_input_normalization
 
 __all__ = ["CifarConvNet", "CIFAR10_MEAN", "CIFAR10_STD", "conv_bn_relu", "cifar_convnet",
            "cifar_convnet_blur",

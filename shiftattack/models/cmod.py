@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ShapeError, SpecError, check_shape
-from .blurpool import BlurPool2d, MaxBlurPool2d
-from .gabor import GaborBank
+from shiftattack.errors import ShapeError, SpecError, check_shape
+from shiftattack.models.blurpool import BlurPool2d, MaxBlurPool2d
+from shiftattack.models.gabor import GaborBank
 
 __all__ = ["StemGeometry", "cmod2d", "ModulusBatchNorm2d", "CModStem", "cmod_stem", "STEM_PRESETS"]
 

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..errors import SpecError
-from .blurpool import BlurPool2d, MaxBlurPool2d
-from .cmod import CModStem, StemGeometry
+from shiftattack.errors import SpecError
+from shiftattack.models.blurpool import BlurPool2d, MaxBlurPool2d
+from shiftattack.models.cmod import CModStem, StemGeometry
 
 __all__ = ["PAPER_TABLE_III", "STEMS", "LayerCost", "FirstLayerCost", "first_layer_cost"]
 
@@ -170,7 +170,7 @@ def first_layer_cost(
     elif isinstance(model_or_arch, StemGeometry):
         g, bn, bc = model_or_arch, True if batch_norm is None else batch_norm, bool(blur_conv)
     elif isinstance(model_or_arch, nn.Module):
-        from .cmod_models import locate_stem
+        from shiftattack.models.cmod_models import locate_stem
 
         stem = locate_stem(model_or_arch)
         g, bn, in_channels = stem.geometry, stem.bn is not None, stem.conv.in_channels

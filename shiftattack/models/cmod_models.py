@@ -24,11 +24,11 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelError, SpecError
-from ._registry import register_model
-from .cmod import CModStem, StemGeometry
-from .gabor import fit_gabor
-from .zoo import imagenet_model
+from shiftattack.errors import ModelError, SpecError
+from shiftattack.models._registry import register_model
+from shiftattack.models.cmod import CModStem, StemGeometry
+from shiftattack.models.gabor import fit_gabor
+from shiftattack.models.zoo import imagenet_model
 
 __all__ = ["LocatedStem", "TwinFit", "locate_stem", "replace_stem", "cmod_resnet", "cmod_alexnet", "twin",
            "BLUR_SIZES"]

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelError
-from .blurpool import FILTER_NAMES, BlurPool2d
+from shiftattack.errors import ModelError
+from shiftattack.models.blurpool import FILTER_NAMES, BlurPool2d
 
 __all__ = ["adapt_state_dict"]
 

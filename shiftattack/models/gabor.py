@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError, SpecError, check_shape
+from shiftattack.errors import ShapeError, SpecError, check_shape
 
 __all__ = [
     "MIN_SIGMA_FREQ",

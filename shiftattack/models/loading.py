@@ -20,15 +20,21 @@ import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelError, SpecError
-from ._registry import create_model, is_model, list_models
-from .compat import adapt_state_dict
+from shiftattack.errors import ModelError, SpecError
+from shiftattack.models._registry import create_model, is_model, list_models
+from shiftattack.models.weights import (  # noqa: F401  (also importable from here)
+    _load_state,
+    classes_in_weights,
+    file_sha256,
+    load_weights,
+    read_state_dict,
+)
 
 __all__ = ["Normalize", "load_model", "load_weights", "file_sha256"]
 
@@ -116,126 +122,6 @@ def _build(spec: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec} returned {type(model).__name__}; expected a torch.nn.Module")
     return model
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file (weights fingerprints)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _mismatch_message(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> str | None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if isinstance(state[k], Tensor) and state[k].shape != own[k].shape
-    ]
-    if not (missing or unexpected or shapes):
-        return None
-
-    def few(items: list[str]) -> str:
-        return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-
-    lines = [f"weights in {path} do not match the model:"]
-    if missing:
-        lines.append(f"  missing keys: {few(missing)}")
-    if unexpected:
-        lines.append(f"  unexpected keys: {few(unexpected)}")
-    if shapes:
-        lines.append(f"  shape mismatches: {few(shapes)}")
-    return "\n".join(lines)
-
-
-def load_weights(model: nn.Module, path: str | Path, trust_pickle: bool = False) -> nn.Module:
-    """Load a state_dict file into ``model`` safely (``weights_only=True``).
-
-    Accepts a plain state_dict or a checkpoint dict holding one under
-    ``state_dict`` or ``model``; strips a ``module.`` prefix (DataParallel).
-
-    Raises:
-        ModelError: unreadable file, a pickled whole model, or mismatched keys/shapes.
-    """
-    return _load_state(model, read_state_dict(path, trust_pickle), Path(path))
-
-
-def _load_state(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> nn.Module:
-    """Load an already-read state_dict into ``model`` (adapting known layouts), or raise ModelError."""
-    state = adapt_state_dict(model, state)
-    message = _mismatch_message(model, state, path)
-    if message:
-        raise ModelError(message)
-    model.load_state_dict(state)
-    return model
-
-
-def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Tensor]:
-    """The state_dict in a weights file (``weights_only=True``; a checkpoint's ``state_dict`` or
-    ``model`` entry; a ``module.`` prefix stripped).
-
-    A file that ``weights_only=True`` refuses (a pickled whole model, or other pickled objects)
-    is unpickled only with ``trust_pickle=True``, because unpickling runs code from the file;
-    a pickled ``nn.Module`` then gives its ``state_dict()``.
-
-    Raises:
-        ModelError: a missing or unreadable file, a pickled file without ``trust_pickle``, or one
-            that holds no state_dict of tensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not trust_pickle:
-            raise ModelError(
-                f"cannot read weights {path} with torch.load(weights_only=True): {str(exc).splitlines()[0]} "
-                "The file holds pickled objects (a whole model?), and unpickling would run code from it. "
-                "Re-save it as a state_dict (torch.save(model.state_dict(), path)), or pass --trust-pickle "
-                "(trust_pickle=True) if you trust the file.") from None
-        state = _unpickle(path)
-    if isinstance(state, nn.Module):
-        state = state.state_dict()
-    if isinstance(state, Mapping):
-        for key in ("state_dict", "model"):
-            if key in state and isinstance(state[key], Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ModelError(f"{path} does not hold a state_dict of tensors")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
-
-
-def _unpickle(path: Path):
-    """``torch.load(weights_only=False)``: only on the user's explicit --trust-pickle."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # the file's own code may fail in any way: report it, do not hide it
-        raise ModelError(f"cannot unpickle {path} (--trust-pickle): {type(exc).__name__}: {exc}") from None
-
-
-def classes_in_weights(model: nn.Module, state: Mapping[str, Tensor]) -> int | None:
-    """The class count a state_dict was trained with, when it differs from ``model``'s only there.
-
-    True when every tensor that differs in shape differs only in its first dimension, where
-    the model has its class count and the file one common other count (the classifier's
-    weight and bias). Returns that count, else None.
-    """
-    own = model.state_dict()
-    differ = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if not differ:
-        return None
-    counts = {state[k].shape[0] for k in differ}
-    model_counts = {own[k].shape[0] for k in differ}
-    same_rest = all(own[k].shape[1:] == state[k].shape[1:] and own[k].dim() == state[k].dim() for k in differ)
-    return counts.pop() if same_rest and len(counts) == 1 and len(model_counts) == 1 else None
 
 
 def load_model(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError, SpecError
+from shiftattack.errors import ShapeError, SpecError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD", "add_input_normalization"]
 

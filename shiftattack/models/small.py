@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._registry import register_model
+from shiftattack.models._registry import register_model
 
 __all__ = ["SmallCNN", "small_cnn"]
 

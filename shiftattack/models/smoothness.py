@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelError, check_shape
+from shiftattack.errors import ModelError, check_shape
 
 __all__ = ["normalized_total_variation", "first_conv", "filter_smoothness"]
 

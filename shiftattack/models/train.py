@@ -2,7 +2,7 @@
 
 Enough to train the CIFAR-size models the tests, benchmarks and experiments need,
 on the CPU or a GPU; it is not a general training framework. The command-line job
-around it (files, logs, checkpoints) is :mod:`shiftattack.training`.
+around it (files, logs, checkpoints) is :mod:`shiftattack.jobs.train`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..defaults import PRECISIONS, SCHEDULES
-from ..errors import ShapeError, SpecError, check_shape
+from shiftattack.defaults import PRECISIONS, SCHEDULES
+from shiftattack.errors import ShapeError, SpecError, check_shape
 
 __all__ = ["train_classifier", "evaluate_accuracy", "augment", "bf16_is_fast", "PRECISIONS", "SCHEDULES"]
 

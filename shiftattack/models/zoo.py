@@ -56,10 +56,10 @@ from functools import partial
 import torchvision
 from torch import nn
 
-from ..errors import SpecError
-from ._registry import register_model
-from .antialias import antialias
-from .normalize import IMAGENET_MEAN, IMAGENET_STD, add_input_normalization
+from shiftattack.errors import SpecError
+from shiftattack.models._registry import register_model
+from shiftattack.models.antialias import antialias
+from shiftattack.models.normalize import IMAGENET_MEAN, IMAGENET_STD, add_input_normalization
 
 __all__ = [
     "ARCHS",

@@ -7,7 +7,7 @@ Examples:
 
 from __future__ import annotations
 
-from .collect import Entry, collect
-from .render import write_report
+from shiftattack.report.collect import Entry, collect
+from shiftattack.report.render import write_report
 
 __all__ = ["Entry", "collect", "write_report"]

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
+from shiftattack.errors import DataError
 
 __all__ = ["Entry", "collect", "KINDS"]
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .collect import Entry  # noqa: E402
+from shiftattack.report.collect import Entry  # noqa: E402
 
 __all__ = ["FIGURES", "Figure", "draw_all"]
 

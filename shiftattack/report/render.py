@@ -9,10 +9,10 @@ import base64
 import html
 from pathlib import Path
 
-from ..results import _atomic_write, write_text
-from . import published
-from .collect import Entry
-from .plots import Figure, draw_all
+from shiftattack.report import published
+from shiftattack.report.collect import Entry
+from shiftattack.report.plots import Figure, draw_all
+from shiftattack.runtime.results import _atomic_write, write_text
 
 __all__ = ["tables", "write_report"]
 

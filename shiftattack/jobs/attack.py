@@ -1,0 +1,211 @@
+"""The ``attack`` job: attack the images chunk by chunk (resumable, shardable), write results.json.
+
+Images are attacked in chunks of ``chunk_size`` (default 500); each finished chunk's
+per-image records go to ``DIR/units/`` at once (:class:`~shiftattack.runtime.units.UnitStore`),
+so after a crash ``--resume`` redoes only the chunks that were running. Under
+``torchrun`` the chunks are shared among the processes (:mod:`shiftattack.runtime.distributed`).
+A chunk's result depends only on its images and the run's options (random draws use a
+seed derived from the run seed and the chunk), so the file is the same for any number of
+processes and for an interrupted and resumed run. No wall-clock time goes into
+``results.json`` (it goes to ``DIR/timing.json``), so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from shiftattack._version import __version__
+from shiftattack.api import make_attack, make_canvas
+from shiftattack.attacks import AttackResult, VerificationError
+from shiftattack.data import load_dataset
+from shiftattack.errors import DataError, SpecError, check_images
+from shiftattack.jobs.config import RunConfig
+from shiftattack.models import file_sha256, load_model
+from shiftattack.runtime.distributed import current, run_units
+from shiftattack.runtime.engine import ModelRunner, resolve_device
+from shiftattack.runtime.results import check_output_dir, write_csv, write_json
+from shiftattack.runtime.units import open_run, unit_seed
+from shiftattack.shifts.threats import ThreatModel, default_crop_size, parse_shifts
+
+__all__ = ["AttackConfig", "run_attack"]
+
+
+@dataclass(kw_only=True)
+class AttackConfig(RunConfig):
+    """Everything an attack run needs (the command line's options); see ``shiftattack attack --help``.
+
+    Besides :class:`~shiftattack.jobs.config.RunConfig`'s fields: the sub-pixel ``interp``, the
+    search (``method``, ``early_exit``, ``order``, ``steps``, ``restarts``) and speed options.
+    """
+
+    interp: str = "exact"
+    method: str = "auto"
+    early_exit: bool = True
+    order: str = "adaptive"
+    steps: int = 10
+    restarts: int = 3
+    channels_last: bool = False
+    compile: bool = False
+
+
+def _threat(cfg: AttackConfig, size: tuple[int, int]) -> ThreatModel:
+    shift_set = parse_shifts(cfg.shifts)
+    crop = cfg.crop_size
+    if cfg.mode == "crop" and crop is None:
+        crop = default_crop_size(shift_set, size)
+    return ThreatModel(shift_set, mode=cfg.mode, interpolation=cfg.interp, fill=cfg.fill, crop_size=crop)
+
+
+def _search_kwargs(cfg: AttackConfig, seed: int) -> dict[str, Any]:
+    method = cfg.method
+    if method in ("auto", "grid"):
+        if cfg.shifts.startswith("random"):
+            return {"seed": seed}
+        return {"early_exit": cfg.early_exit, "order": cfg.order}
+    if method == "random":
+        return {"seed": seed}
+    if method == "gradient":
+        return {"seed": seed, "steps": cfg.steps, "restarts": cfg.restarts}
+    return {}
+
+
+def _identity(cfg: AttackConfig, data) -> dict[str, Any]:
+    """What the stored units depend on: the options, the weights file's and the data's content."""
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite", "resume", "device")}
+    weights = file_sha256(cfg.weights) if cfg.weights else None  # a file replaced in place differs
+    return {**keep, "weights_sha256": weights, "data_fingerprint": data.fingerprint(), "version": __version__}
+
+
+def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor,
+                  labels: torch.Tensor) -> None:
+    """What would fail inside the first chunk, checked before the output folder is made.
+
+    Pixel range and finiteness, the shifts against the image size, and the labels
+    against the model's classes (one forward pass on the first image, unshifted).
+    """
+    check_images(images)
+    threat.check_fits(images.shape[-2], images.shape[-1])
+    dev = runner.device
+    probe = threat.apply_to(images[:1].to(dev, runner.dtype), torch.zeros(1, dtype=torch.long, device=dev),
+                            torch.zeros(1, 3, dtype=torch.float64, device=dev))
+    runner.check_labels(labels, probe)
+
+
+def _chunk_record(result: AttackResult, indices: torch.Tensor) -> dict[str, Any]:
+    radius = None if result.fooled_radius is None else [
+        None if math.isinf(r) else r for r in result.fooled_radius.tolist()]
+    return {"images": result.image_records(indices), "fooled_radius": radius}
+
+
+def merge_chunks(threat: ThreatModel, attack: str, exact: bool, info: dict,
+                 chunks: list[dict]) -> AttackResult:
+    """One :class:`AttackResult` from the stored records of every chunk, in order."""
+    records = [r for c in chunks for r in c["images"]]
+    params = torch.zeros(len(records), 3, dtype=torch.float64)
+    for i, r in enumerate(records):
+        params[i, : len(r["worst_shift"])] = torch.tensor(r["worst_shift"], dtype=torch.float64)
+    radii = None
+    if all(c["fooled_radius"] is not None for c in chunks):
+        radii = torch.tensor([math.inf if v is None else v for c in chunks for v in c["fooled_radius"]],
+                             dtype=torch.float64)
+    return AttackResult(
+        attack=attack, threat=threat,
+        labels=torch.tensor([r["label"] for r in records], dtype=torch.long),
+        clean_pred=torch.tensor([r["clean_pred"] for r in records], dtype=torch.long),
+        robust=torch.tensor([r["robust"] for r in records], dtype=torch.bool),
+        worst_params=params,
+        worst_margin=torch.tensor([r["worst_margin"] for r in records], dtype=torch.float64),
+        n_evaluated=torch.tensor([r["n_evaluated"] for r in records], dtype=torch.long),
+        fooled_radius=radii, exact=exact, seconds=math.nan, info=info,
+    )
+
+
+def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | None:
+    """Run (or resume) the attack job; write ``results.json``, ``results.csv`` and ``timing.json``.
+
+    Returns the ``results.json`` document (with ``"_seconds"``, the wall time) on rank 0
+    and None on the other ranks of a distributed run.
+    """
+    if cfg.chunk_size < 1:
+        raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
+    check_output_dir(cfg.out, cfg.overwrite or cfg.resume)  # fail before the data are read
+    ctx = current()
+    start = time.perf_counter()
+    show = progress and ctx.is_main
+    device = resolve_device(ctx.device(cfg.device))
+    data = load_dataset(cfg.data, limit=cfg.limit, progress=show, resize=cfg.resize, strict=cfg.strict)
+    if len(data) == 0:
+        raise DataError(f"{cfg.data} holds no images")
+    if cfg.canvas_pad and cfg.mode != "crop":
+        raise SpecError("--canvas-pad applies to --mode crop only")
+    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle)
+    ctx.sync_model(model)
+
+    def images(lo: int, hi: int) -> torch.Tensor:
+        """Float images lo:hi in [0, 1] (canvases in crop mode), made per chunk (the data stay uint8)."""
+        x = data.float_images(lo, hi)
+        return make_canvas(x, cfg.canvas_pad, cfg.canvas_pad_mode, cfg.fill) if cfg.mode == "crop" else x
+
+    first = images(0, 1)
+    threat = _threat(cfg, tuple(first.shape[-2:]))
+    template = make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
+    runner = ModelRunner(model, device, first.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
+    _check_inputs(threat, runner, first, data.labels)
+    path, store = open_run(cfg.out, _identity(cfg, data), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
+    n = len(data)
+    starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
+
+    def compute(key: str, tick) -> dict[str, Any]:
+        lo = starts[key]
+        hi = min(lo + cfg.chunk_size, n)
+        attack = make_attack(threat, cfg.method, batch_size=cfg.batch_size,
+                             **_search_kwargs(cfg, unit_seed(cfg.seed, "attack", lo)))
+        try:
+            result = attack(runner, images(lo, hi), data.labels[lo:hi], progress=show)
+        except VerificationError as exc:  # name the image by its index in the data, not in the chunk
+            raise exc.renumbered(lo, data.indices) from None
+        return _chunk_record(result, data.indices[lo:hi])
+
+    bar = tqdm(total=n, unit="img", desc=f"attack {template.name}", disable=not show) if ctx.is_main else None
+    with store.undo_on_failure():  # a failure before the first chunk leaves no folder behind
+        chunks = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
+                           weight=lambda key: min(cfg.chunk_size, n - starts[key]))
+    if bar is not None:
+        bar.close()
+    if chunks is None:
+        return None
+    info = template.describe()
+    if "seed" in info:
+        info["seed_per_chunk"] = "unit_seed(seed, 'attack', first image of the chunk)"
+    info["chunk_size"] = cfg.chunk_size
+    result = merge_chunks(threat, template.name, template.exact, info, list(chunks.values()))
+    doc = result.to_json(torch.tensor([r["index"] for c in chunks.values() for r in c["images"]]))
+    doc["model"] = {"spec": cfg.model, "weights": cfg.weights, "mean": cfg.mean, "std": cfg.std}
+    doc["data"] = {"spec": cfg.data, "limit": cfg.limit, "resize": cfg.resize, "n_images": n,
+                   "image_size": list(data.images.shape[-2:])}
+    doc["versions"] = {"shiftattack": __version__, "torch": torch.__version__}
+    write_json(path / "results.json", doc)
+    _write_csv(path / "results.csv", doc, threat.shifts.has_rotation)
+    seconds = time.perf_counter() - start
+    write_json(path / "timing.json", {
+        "seconds": seconds, "n_evaluated": doc["n_evaluated"],
+        "forward_passes_per_second": doc["n_evaluated"] / max(seconds, 1e-9),
+        "device": str(device), "processes": ctx.world_size,
+        "units": len(starts), "units_computed_per_process": ctx.units_computed})
+    doc["_seconds"] = seconds
+    return doc
+
+
+def _write_csv(path: Path, doc: dict[str, Any], rotation: bool) -> None:
+    header = ["index", "label", "clean_pred", "robust", "worst_dx", "worst_dy"]
+    header += ["worst_angle", "worst_margin", "n_evaluated"] if rotation else ["worst_margin", "n_evaluated"]
+    rows = ([r["index"], r["label"], r["clean_pred"], int(r["robust"]), *r["worst_shift"],
+             f"{r['worst_margin']:.6g}", r["n_evaluated"]] for r in doc["images"])
+    write_csv(path, header, rows)
