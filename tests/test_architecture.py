@@ -37,7 +37,6 @@ LONG = {
     "shiftattack.corruptions.weather": "snow, frost, fog with their published constants",
     "shiftattack.data.corrupted": "readers and writers of every published C/P file layout",
     "shiftattack.metrics.shift": "the shift metrics, each with its documented protocol",
-    "shiftattack.metrics.corruption": "CE/mCE, FP/FR/T5D and the published reference tables",
     "shiftattack.models.aps": "APS layers, conversion and the APS ResNet",
     "shiftattack.models.antialias": "one converter for torchvision's model families",
     "shiftattack.shifts.threats": "the threat-set grammar, projection and the threat model",
