@@ -41,7 +41,10 @@ EVERY, FAILS = 8, 64
 
 
 class OldSchedule:
-    """The rule before the heap, verbatim (``_Schedule.next`` up to issue 16): O(M) per member."""
+    """The rule before the heap, verbatim (``_Schedule.next`` up to issue 16): O(M) per member.
+
+    Also the reference that ``tests/test_attack_schedule.py`` compares the heap with.
+    """
 
     def __init__(self, members: torch.Tensor, order: str) -> None:
         self.order = order
@@ -51,6 +54,9 @@ class OldSchedule:
         self.rank = torch.full((members.shape[0],), members.shape[0], dtype=torch.long)
         self.sequence = torch.zeros(members.shape[0], dtype=torch.long)
         self.scheduled = 0
+
+    def __bool__(self) -> bool:
+        return self.scheduled < self.remaining.numel()
 
     def next(self) -> int:
         cand = self.remaining.clone()

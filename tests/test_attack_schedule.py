@@ -1,13 +1,17 @@
 """The grid attack's schedule (issue 16, C): the heap gives exactly the order of the old linear scan.
 
-``_ReferenceSchedule`` is the rule as it was implemented before (a scan of every
-member for every member scheduled), kept here as the obviously-correct
-reference. Both schedules see the same fail-count updates, interleaved at random
-(on scheduled and remaining members alike, repeats included), for all three
-orders and for member tables that are, and are not, sorted by radius.
+The reference is the rule as it was implemented before (a scan of every member
+for every member scheduled), ``OldSchedule`` in ``benchmarks/schedule_speed.py``
+(which times the two), the obviously-correct reference. Both schedules see the
+same fail-count updates, interleaved at random (on scheduled and remaining
+members alike, repeats included), for all three orders and for member tables
+that are, and are not, sorted by radius.
 """
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,37 +24,15 @@ from shiftattack.shifts.threats import ThreatModel, parse_shifts
 ORDERS = ("radius", "adaptive", "far_first")
 
 
-class _ReferenceSchedule:
-    """The pre-heap rule, verbatim: O(M) per member."""
+def _load_reference():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "schedule_speed.py"
+    spec = importlib.util.spec_from_file_location("schedule_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.OldSchedule
 
-    def __init__(self, members: torch.Tensor, order: str) -> None:
-        self.order = order
-        self.radius = members[:, :2].abs().amax(dim=1)
-        self.remaining = torch.ones(members.shape[0], dtype=torch.bool)
-        self.fail_counts = torch.zeros(members.shape[0], dtype=torch.long)
-        self.rank = torch.full((members.shape[0],), members.shape[0], dtype=torch.long)
-        self.sequence = torch.zeros(members.shape[0], dtype=torch.long)
-        self.scheduled = 0
 
-    def __bool__(self) -> bool:
-        return self.scheduled < self.remaining.numel()
-
-    def next(self) -> int:
-        cand = self.remaining.clone()
-        if self.order == "radius":
-            cand &= self.radius == self.radius[self.remaining].min()
-        if self.order != "far_first":
-            counts = torch.where(cand, self.fail_counts, -1)
-            cand &= counts == counts.max()
-        k = int(cand.nonzero()[0])
-        self.remaining[k] = False
-        self.rank[k] = self.scheduled
-        self.sequence[self.scheduled] = k
-        self.scheduled += 1
-        return k
-
-    def record_failures(self, members: torch.Tensor) -> None:
-        self.fail_counts.index_add_(0, members, torch.ones_like(members))
+_ReferenceSchedule = _load_reference()
 
 
 def _members(spec: str, order: str, shuffle: int | None) -> torch.Tensor:
