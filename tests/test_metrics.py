@@ -123,6 +123,13 @@ def test_flip_rate_matches_brute_force(conv, images, canvas, mode):
             assert res.rates[name][d - 1] == pytest.approx(100.0 * flips / (len(x) * len(bases)))
     cells = [r for row in res.rates.values() for r in row]
     assert res.mean_flip_rate == pytest.approx(sum(cells) / len(cells))
+    for i, img in enumerate(x):  # per image: the fraction of its 3 x 2 x 2 pairs that flip
+        flips = sum(
+            brute_top1(conv, img, bx, by, mode) != brute_top1(conv, img, bx + d * ux, by + d * uy, mode)
+            for ux, uy in UNITS.values() for d in (1, 2) for bx, by in bases
+        )
+        assert float(res.per_image[i]) == pytest.approx(flips / 12)
+    assert "per_image" not in res.to_json()
     assert res.per_distance[1] == pytest.approx(sum(res.rates[u][0] for u in UNITS) / 3)
 
 
@@ -133,7 +140,8 @@ def test_top1_change_matches_brute_force(conv, images, canvas, mode, direction):
     x = canvas if mode == "crop" else images
     res = top1_change(conv, x, mode=mode, size=8, n_shifts=3, direction=direction, batch_size=4)
     changes, mac = 0, 0.0
-    for img in x:
+    for i, img in enumerate(x):
+        before = (changes, mac)
         frames = [view_one(img, k * direction[0], k * direction[1], mode) for k in range(4)]
         with torch.no_grad():
             probs = [conv(f[None]).softmax(1)[0] for f in frames]
@@ -141,6 +149,8 @@ def test_top1_change_matches_brute_force(conv, images, canvas, mode, direction):
         for k in range(1, 4):
             changes += int(probs[k].argmax() != probs[k - 1].argmax())
             mac += abs(float(probs[k][c] - probs[k - 1][c]))
+        assert float(res.per_image_change[i]) == pytest.approx((changes - before[0]) / 3)
+        assert float(res.per_image_mac[i]) == pytest.approx((mac - before[1]) / 3, abs=1e-12)
     assert res.n_pairs == len(x) * 3
     assert res.p_top1_change == changes / res.n_pairs
     assert res.mac == pytest.approx(mac / res.n_pairs, abs=1e-12)
@@ -240,8 +250,9 @@ def test_consistency_deterministic_and_bounded(conv, canvas, images):
     shifted = consistency_shifted(column_model, spot_images(3, 8, [(0, 0), (2, 3), (7, 7)]),
                                   mode="circular", max_shift=2, n_repeats=4, generator=g)
     offsets = torch.randint(-2, 3, (4, 3, 2, 2), generator=torch.Generator().manual_seed(1))
-    agree = int((offsets[:, :, 0, 0] == offsets[:, :, 1, 0]).sum())  # column model: same dx
-    assert shifted.n_agree == agree and shifted.n_pairs == 12
+    same_dx = offsets[:, :, 0, 0] == offsets[:, :, 1, 0]  # column model: the pair agrees iff same dx
+    assert shifted.n_agree == int(same_dx.sum()) and shifted.n_pairs == 12
+    assert shifted.per_image.tolist() == same_dx.double().mean(0).tolist()
 
 
 # ----------------------------------------------------------------------------- normalised flip rate

@@ -33,7 +33,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -61,17 +61,28 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
 
 class _JSON:
     def to_json(self) -> dict:
-        """Plain dict of the fields (JSON-serialisable)."""
-        return asdict(self)  # type: ignore[call-overload]
+        """Plain dict of the summary fields (JSON-serialisable; per-image tensors left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
+                if not f.name.startswith("per_image")}
+
+
+def _per_image() -> Tensor | None:
+    """A per-image tensor field: not compared, not printed, not in ``to_json``."""
+    return field(default=None, compare=False, repr=False)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class ConsistencyResult(_JSON):
-    """``consistency``: percent of the ``n_pairs`` view pairs whose top-1 agree (``n_agree``)."""
+    """``consistency``: percent of the ``n_pairs`` view pairs whose top-1 agree (``n_agree``).
+
+    ``per_image`` (N,) float64: the fraction of each image's pairs that agree (its mean
+    times 100 is ``consistency``), for paired intervals (:mod:`shiftattack.metrics.stats`).
+    """
 
     consistency: float
     n_pairs: int
     n_agree: int
+    per_image: Tensor | None = _per_image()
 
 
 @dataclass(frozen=True)
@@ -85,11 +96,17 @@ class DiagonalCurve(_JSON):
 
 @dataclass(frozen=True)
 class Top1ChangeResult(_JSON):
-    """P(top-1 change) and MAC (fractions in [0, 1]) over ``n_pairs`` consecutive frame pairs."""
+    """P(top-1 change) and MAC (fractions in [0, 1]) over ``n_pairs`` consecutive frame pairs.
+
+    ``per_image_change`` and ``per_image_mac`` (N,) float64: the same two figures per image
+    (their means are ``p_top1_change`` and ``mac``).
+    """
 
     p_top1_change: float
     mac: float
     n_pairs: int
+    per_image_change: Tensor | None = _per_image()
+    per_image_mac: Tensor | None = _per_image()
 
 
 @dataclass(frozen=True)
@@ -98,7 +115,9 @@ class FlipRateResult(_JSON):
 
     ``rates[direction][d - 1]`` is the rate at distance d px; ``per_direction``
     averages it over d = 1..max_distance, ``per_distance`` over directions, and
-    ``mean_flip_rate`` over every (direction, distance) cell.
+    ``mean_flip_rate`` over every (direction, distance) cell. ``per_image`` (N,) float64:
+    the fraction of each image's pairs (every direction, distance and base offset) that
+    flip; its mean times 100 is ``mean_flip_rate``.
     """
 
     mean_flip_rate: float
@@ -108,9 +127,10 @@ class FlipRateResult(_JSON):
     max_distance: int
     n_images: int
     mode: str
+    per_image: Tensor | None = _per_image()
 
     def to_json(self) -> dict:
-        out = asdict(self)
+        out = super().to_json()
         out["per_distance"] = {str(d): r for d, r in self.per_distance.items()}
         return out
 
@@ -181,15 +201,16 @@ def _view_fn(mode: str, size: Size | None, fill: float, what: str) -> View:
 
 def _agreement(model: Model, x: Tensor, view: View, offsets: Tensor, bs: int) -> ConsistencyResult:
     """offsets (R, N, 2 views, 2 = (dx, dy)) int64 on x's device: count top-1 agreements."""
-    agree, n = 0, x.shape[0]
+    n = x.shape[0]
+    per_image = torch.zeros(n, dtype=torch.float64)
     for rep in offsets:
         top1 = []
         for off in (rep[:, 0], rep[:, 1]):  # (N, 2) each
             logits = _evaluate(model, n, lambda i, o=off: view(x[i], o[i, 0], o[i, 1]), bs)
             top1.append(logits.argmax(1))
-        agree += int((top1[0] == top1[1]).sum())
-    n_pairs = offsets.shape[0] * n
-    return ConsistencyResult(100.0 * agree / n_pairs, n_pairs, agree)
+        per_image += (top1[0] == top1[1]).cpu().double()
+    agree, n_pairs = int(per_image.sum()), offsets.shape[0] * n
+    return ConsistencyResult(100.0 * agree / n_pairs, n_pairs, agree, per_image / offsets.shape[0])
 
 
 def _device(generator: torch.Generator | None) -> torch.device:
@@ -345,7 +366,8 @@ def top1_change(
     steps = _int(n_shifts, "n_shifts", 1)
     (ux, uy), (sx, sy) = _pair(direction, "direction", nonzero=True), _pair(start, "start")
     view = _view_fn(mode, size, fill, "top1_change")
-    changes, abs_change = 0, 0.0
+    changes = torch.zeros(n, dtype=torch.float64)
+    abs_change = torch.zeros(n, dtype=torch.float64)
     first = prev_top1 = prev_p = None
     for k in range(steps + 1):
         dx, dy = sx + k * ux, sy + k * uy
@@ -354,11 +376,12 @@ def top1_change(
         first = top1 if first is None else first
         p = logits.softmax(1).gather(1, first[:, None])[:, 0].double()
         if prev_top1 is not None:
-            changes += int((top1 != prev_top1).sum())
-            abs_change += float((p - prev_p).abs().sum())
+            changes += (top1 != prev_top1).cpu().double()
+            abs_change += (p - prev_p).abs().cpu()
         prev_top1, prev_p = top1, p
     n_pairs = n * steps
-    return Top1ChangeResult(changes / n_pairs, abs_change / n_pairs, n_pairs)
+    return Top1ChangeResult(float(changes.sum()) / n_pairs, float(abs_change.sum()) / n_pairs, n_pairs,
+                            changes / steps, abs_change / steps)
 
 
 
@@ -408,17 +431,19 @@ def flip_rate(
         return cache[s]
 
     rates: dict[str, list[float]] = {}
+    flips = torch.zeros(n, dtype=torch.float64)
     for u in names:
         ux, uy = DIRECTIONS[u]
-        rates[u] = [
-            100.0 * sum(int((top1(b) != top1((b[0] + d * ux, b[1] + d * uy))).sum()) for b in bases)
-            / (n * len(bases))
-            for d in range(1, dmax + 1)
-        ]
+        rates[u] = []
+        for d in range(1, dmax + 1):
+            cell = sum((top1(b) != top1((b[0] + d * ux, b[1] + d * uy))).cpu().double() for b in bases)
+            flips += cell
+            rates[u].append(100.0 * float(cell.sum()) / (n * len(bases)))
     per_direction = {u: sum(r) / dmax for u, r in rates.items()}
     per_distance = {d: sum(rates[u][d - 1] for u in names) / len(names) for d in range(1, dmax + 1)}
     mean = sum(per_direction.values()) / len(names)
-    return FlipRateResult(mean, per_direction, per_distance, rates, dmax, n, mode)
+    per_image = flips / (len(names) * dmax * len(bases))
+    return FlipRateResult(mean, per_direction, per_distance, rates, dmax, n, mode, per_image)
 
 
 def _mean_flip_rate(value: FlipRateResult | float | str | os.PathLike, what: str) -> float:

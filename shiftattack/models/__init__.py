@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shiftattack.models import aps, cifar, cmod_models, small, zoo  # noqa: F401  (register their models)
+from shiftattack.models import aps, cifar, cmod_models, controls, small, zoo  # noqa: F401  (register their models)
 from shiftattack.models._registry import create_model, is_model, list_models, parse_model_name, register_model
 from shiftattack.models.aps import ApsPool2d, CircularMaxPool2d, aps_convert, aps_pool2d, aps_resnet
 from shiftattack.models.blurpool import (
