@@ -15,6 +15,6 @@ fi
 if [ ! -x "$tree/.venv/bin/python" ]; then
   python3 -m venv "$tree/.venv"
   "$tree/.venv/bin/pip" install -q --upgrade pip >&2
-  "$tree/.venv/bin/pip" install -q "$tree" >&2   # non-editable: a copy of this commit's package
+  "$tree/.venv/bin/pip" install -q "$tree[frost]" >&2   # non-editable copy of this commit (frost: CIFAR-10-C photos)
 fi
 echo "$tree/.venv/bin/python $tree/experiments/cifar10_antialias.py"
