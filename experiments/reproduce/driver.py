@@ -8,6 +8,8 @@
 * ``--commit``: after each unit, ``git add`` + ``git commit --only`` of that unit's folder and
   ``experiment.json`` in the repository holding OUT (other staged work is left alone); a
   held index lock is waited for.
+* With ``--commit`` the working tree's ``experiments/render_results.py`` re-renders the
+  results document first and the files it reports (``wrote PATH`` lines) join the commit.
 * A file ``OUT/STOP`` stops the driver after the running unit (to move it to a new commit
   without losing work); it is removed when honoured.
 * ``experiment.json`` records, per start of the driver, the code's commit and the sha256 of
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -95,6 +98,27 @@ def _record_start(out: Path, tier: str, data: str, commit: str) -> dict:
     return doc
 
 
+def render(out: Path) -> list[Path]:
+    """Re-render ``docs/results.md`` with the working tree's renderer; the files it wrote, [] on failure.
+
+    The renderer reads only committed-to-be result files, so this keeps the document in step
+    with the units (a test fails when it is stale); a failing renderer is logged, not fatal.
+    """
+    repo = Path(subprocess.run(["git", "-C", str(out), "rev-parse", "--show-toplevel"], capture_output=True,
+                               text=True, check=True).stdout.strip())
+    script = repo / "experiments" / "render_results.py"
+    if not script.is_file():
+        return []
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, str(script)], cwd=repo, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"render_results.py failed (units committed without it):\n{done.stderr[-2000:]}", flush=True)
+        return []
+    written = [repo / line[len("wrote "):].strip() for line in done.stdout.splitlines()
+               if line.startswith("wrote ")]
+    return [p for p in written if p.exists()]
+
+
 def run(tier: str, data: str, out: Path, *, commit_results: bool, max_units: int | None = None) -> int:
     """Run every unfinished unit of ``tier``; returns how many ran."""
     from shiftattack.data import load_dataset
@@ -128,7 +152,8 @@ def run(tier: str, data: str, out: Path, *, commit_results: bool, max_units: int
         (out / "experiment.json").write_text(json.dumps(doc, indent=1) + "\n")
         print(f"[done] {uid} in {time.perf_counter() - started:.0f} s", flush=True)
         if commit_results:
-            git_commit([folder, out / "experiment.json"], f"experiment unit {uid} ({tier} tier, code {commit[:12]})")
+            git_commit([folder, out / "experiment.json", *render(out)],
+                       f"experiment unit {uid} ({tier} tier, code {commit[:12]})")
         ran += 1
     return ran
 

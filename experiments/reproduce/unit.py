@@ -181,7 +181,9 @@ def run_unit(arm: Arm, name: str, spec: str, seed: int, *, tier: str, sizes: Siz
             a += ["--canvas-pad", str(sizes.radius), "--canvas-pad-mode", "reflect"]
         timer(f"attack {mode}", lambda a=a: _cli(a))
         shutil.copyfile(dest / "results.csv", tmp / f"attack_{mode}.csv")
-        shutil.copyfile(dest / "results.json", tmp / f"attack_{mode}.json")
+        summary = json.loads((dest / "results.json").read_text())
+        summary.pop("images", None)  # the per-image rows are the CSV beside it
+        (tmp / f"attack_{mode}.json").write_text(json.dumps(summary, indent=1) + "\n")
     for suite, n in (("cifar10-c", sizes.c_images), ("cifar10-p", sizes.p_images)):
         dest = weights_dir / suite
         b = ["benchmark", "--suite", suite, *model_args, "--data", test_spec, "--limit", str(n),
