@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="results folder (default experiments/results/cifar10_TIER)")
     parser.add_argument("--commit", action="store_true", help="git-commit each unit's folder as it finishes")
     parser.add_argument("--max-units", type=int, default=None, help="stop after this many units")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     data = args.data or _default_data()
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from driver import run
 
     out = args.out or Path(__file__).resolve().parent / "results" / f"cifar10_{args.tier}"
-    run(args.tier, data, out, commit_results=args.commit, max_units=args.max_units)
+    run(args.tier, data, out, commit_results=args.commit, max_units=args.max_units, device=args.device)
     return 0
 
 

@@ -1,15 +1,21 @@
-"""experiments/cifar10_antialias.py --quick end to end, and docs/results.md rendered from what it wrote."""
+"""The reproduction experiment (experiments/cifar10_antialias.py and reproduce/): units end to end at
+tiny sizes, resume, commits, the GPU tier's code path on CPU, and docs/results.md against the
+committed units."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments" / "reproduce"))
 
 
 def _script(name: str):
@@ -20,75 +26,181 @@ def _script(name: str):
     return module
 
 
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 @pytest.fixture(scope="module")
 def quick_run(cifar_zip, tmp_path_factory):
-    out = tmp_path_factory.mktemp("exp") / "c10aa"
-    assert _script("cifar10_antialias").main(["--quick", "--data", str(cifar_zip), "--out", str(out)]) == 0
+    root = tmp_path_factory.mktemp("repo")
+    out = root / "experiments" / "results" / "cifar10_quick"
+    assert _script("cifar10_antialias").main(["--tier", "quick", "--data", str(cifar_zip), "--out", str(out)]) == 0
     return out
 
 
-def test_quick_experiment_summary_equals_the_documents(quick_run):
-    summary = json.loads((quick_run / "summary.json").read_text())
-    names = [r["name"] for r in summary["models"]]
-    assert names == ["baseline", "rect2"]
-    for row in summary["models"]:
-        train = json.loads((quick_run / "models" / row["name"] / "train_log.json").read_text())
-        assert row["clean_accuracy"] == pytest.approx(100 * train["test_accuracy"])
-        for mode in ("zero", "circular", "crop"):
-            atk = json.loads((quick_run / "attack" / f"{row['name']}_{mode}" / "results.json").read_text())
-            assert row[f"worst_case_{mode}"] == pytest.approx(
-                [100 * p["worst_case_accuracy"] for p in atk["accuracy_vs_radius"]]
-            )
-        stab = json.loads((quick_run / "stability" / row["name"] / "stability.json").read_text())
-        assert row["mean_flip_rate"] == stab["flip_rate"]["mean_flip_rate"]
-        cert = json.loads((quick_run / "certify" / row["name"] / "certificate.json").read_text())
-        assert row["certified_accuracy"] == pytest.approx(100 * cert["certified_accuracy"])
-    base = summary["models"][0]
-    cost = json.loads((quick_run / "cost.json").read_text())["models"]
-    assert base["time_vs_baseline"] == pytest.approx(1.0) and set(cost) == {"baseline", "rect2"}
-    assert summary["models"][1]["images_per_s"] == cost["rect2"]["images_per_s"] > 0
-    assert base.get("mean_flip_rate_normalised", 100.0) == pytest.approx(100.0)  # absent when it flips 0 %
+def test_quick_units_hold_every_measurement_and_agree_with_the_jobs(quick_run):
+    import design
+
+    expected = [design.unit_id(a.name, n, s) for a, n, _, s in design.units("quick")]
+    assert sorted(p.name for p in (quick_run / "units").iterdir()) == sorted(expected)
+    sizes = design.SIZES["quick"]
+    from summarise import load_unit
+
+    for uid in expected:
+        folder = quick_run / "units" / uid
+        meta = json.loads((folder / "unit.json").read_text())
+        per = _rows(folder / "per_image.csv")
+        assert len(per) == sizes.test_limit
+        if meta["arm"].startswith("stride"):  # the shift-only arms: no attacks, one-pixel or benchmarks
+            assert not (folder / "one_pixel.csv").exists() and not (folder / "attack_zero.csv").exists()
+            assert 0 < meta["local_homogeneity"] < 1
+            continue
+        # clean accuracy from our per-image file equals what the train job measured on the same images
+        acc = sum(r["pred"] == r["label"] for r in per) / len(per)
+        assert acc == pytest.approx(meta["train"]["test_accuracy"])
+        assert all(0 <= int(r["agree_crop"]) <= sizes.repeats and 0 <= int(r["flips"]) <= 3 * sizes.radius
+                   for r in per)
+        one = _rows(folder / "one_pixel.csv")
+        for mode in ("zero", "crop"):
+            attack = _rows(folder / f"attack_{mode}.csv")
+            assert [r["index"] for r in attack] == [r["index"] for r in one]
+            job = json.loads((folder / f"attack_{mode}.json").read_text())
+            assert "images" not in job  # the per-image rows live in the CSV only
+            unit = load_unit(folder)
+            worst = unit.paired[f"worst_{mode}"][0].mean()
+            assert worst == pytest.approx(100 * job["worst_case_accuracy"])
+        assert meta["weights_sha256"] and meta["commit"] and meta["recipe"]["augment_pad"] in (0, 4)
+        assert [layer["module"] for layer in meta["conv_tv"]][0].startswith("stem")
+    noaug = json.loads((quick_run / "units" / "noaug-baseline-s0" / "unit.json").read_text())
+    assert noaug["recipe"]["augment_pad"] == 0
+    up = json.loads((quick_run / "units" / "stride_up-s2k1-s0" / "unit.json").read_text())
+    orig = json.loads((quick_run / "units" / "stride-s2k1-s0" / "unit.json").read_text())
+    assert up["local_homogeneity"] > orig["local_homogeneity"]  # upsampling raises local homogeneity
+    up_rows, orig_rows = (_rows(quick_run / "units" / u / "per_image.csv") for u in ("stride_up-s2k1-s0",
+                                                                                       "stride-s2k1-s0"))
+    assert [r["index"] for r in up_rows] == [r["index"] for r in orig_rows]  # the same images, paired
     exp = json.loads((quick_run / "experiment.json").read_text())
-    assert "--quick" in exp["command"] and exp["versions"]["torch"]
-    assert (quick_run / "report.html").is_file() and (
-        quick_run / "figures" / "flip_rate_vs_distance.png"
-    ).is_file()
+    assert set(exp["units"]) == set(expected) and exp["starts"][0]["design_sha256"]
 
 
-def test_resume_skips_finished_steps(quick_run, cifar_zip, capsys):
-    _script("cifar10_antialias").main(
-        ["--quick", "--data", str(cifar_zip), "--out", str(quick_run), "--resume"]
-    )
+def test_a_second_run_resumes_and_a_partial_unit_is_run_again(quick_run, cifar_zip, capsys):
+    shutil.rmtree(quick_run / "units" / "main-cmod-s1")
+    (quick_run / "units" / ".main-cmod-s1.partial").mkdir()  # what a killed unit leaves
+    exp = _script("cifar10_antialias")
+    assert exp.main(["--tier", "quick", "--data", str(cifar_zip), "--out", str(quick_run)]) == 0
     out = capsys.readouterr().out
-    assert "[run ]" not in out and out.count("[skip]") >= 10
+    assert "10 units finished, 1 to run" in out and "[unit] main-cmod-s1" in out
+    assert (quick_run / "units" / "main-cmod-s1" / "unit.json").is_file()
+    assert exp.main(["--tier", "quick", "--data", str(cifar_zip), "--out", str(quick_run)]) == 0
+    assert "11 units finished, 0 to run" in capsys.readouterr().out
 
 
-def test_results_page_judges_each_claim_from_the_summary(quick_run, tmp_path):
+def test_the_driver_commits_only_the_unit_and_honours_stop(cifar_zip, tmp_path, capsys, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "other.txt").write_text("staged, not the experiment's\n")
+    subprocess.run([*git, "add", "other.txt"], check=True)
+    out = repo / "experiments" / "results" / "cifar10_quick"
+    out.mkdir(parents=True)
+    from driver import run
+
+    for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(k, "t@t" if k.endswith("EMAIL") else "t")
+    assert run("quick", str(cifar_zip), out, commit_results=True, max_units=1) == 1
+    (out / "STOP").touch()
+    assert run("quick", str(cifar_zip), out, commit_results=True) == 0
+    assert "STOP file found" in capsys.readouterr().out and not (out / "STOP").exists()
+    log = subprocess.run([*git, "log", "--format=%s", "--name-only"], capture_output=True, text=True).stdout
+    assert "experiment unit main-baseline-s0 (quick tier" in log
+    assert "units/main-baseline-s0/per_image.csv" in log and "other.txt" not in log
+    staged = subprocess.run([*git, "diff", "--cached", "--name-only"], capture_output=True, text=True).stdout
+    assert staged.strip() == "other.txt"  # left staged, untouched
+
+
+def test_results_page_renders_verdicts_with_intervals_and_rules(quick_run, tmp_path):
     page = tmp_path / "results.md"
-    absent = tmp_path / "not_run"
-    assert (
-        _script("render_results").main(
-            [str(quick_run), "--out", str(page), "--stride", str(absent), "--one-pixel", str(absent)]
-        )
-        == 0
-    )
+    written = _script("render_results").render(quick_run.parents[2], page)
     text = page.read_text()
     summary = json.loads((quick_run / "summary.json").read_text())
-    assert f"{summary['models'][0]['clean_accuracy']:.2f} %" in text
+    assert page in written and quick_run / "summary.json" in written
+    assert "Units finished: **11 of 11**" in text
+    tests = [t for t in summary["tests"] if t["verdict"] != "not run yet"]
+    assert tests, "the quick tier's models answer some tests"
+    for t in tests:
+        assert t["verdict"] in ("reproduced", "contradicted", "inconclusive")
+        assert t["rule"] in text and t["interval"]["low"] <= t["interval"]["estimate"] <= t["interval"]["high"]
+    base = summary["arms"]["main"]["baseline"]["metrics"]["clean"]
+    assert f"{base['mean']:.2f} ± {base['sd']:.2f} [{base['interval']['low']:.2f}" in text
     for claim in ("### 1.", "### 2.", "### 3.", "### 4.", "### 5."):
         assert claim in text
-    assert text.count("**reproduced**") + text.count("**not reproduced**") >= 4
-    assert "**not tested**" in text  # claim 4 without its experiment's results says so
 
 
-def test_unknown_models_and_missing_data_are_refused(tmp_path, capsys):
+def test_gpu_tier_code_path_runs_on_cpu_at_tiny_sizes(cifar_zip, tmp_path):
+    """The GPU tier (the CMod paper's ResNet-18 table) cannot run here; its code path runs at tiny sizes."""
+    out = tmp_path / "gs"
     exp = _script("cifar10_antialias")
+    assert exp.main(["--tier", "gpu_smoke", "--data", str(cifar_zip), "--out", str(out), "--device", "cpu"]) == 0
+    import design
+
+    for arm, name, spec, seed in design.units("gpu_smoke"):
+        meta = json.loads((out / "units" / design.unit_id(arm.name, name, seed) / "unit.json").read_text())
+        assert meta["model"] == spec and spec.startswith("resnet18")
+    from summarise import summarise
+
+    assert set(summarise(out, "gpu_smoke")["arms"]["main"]) == {"baseline", "tri3_cmod"}
+
+
+def test_every_tier_model_builds_for_cifar_inputs():
+    """Every model of every tier (the GPU tier's ResNet-18 variants included) maps 32-px images."""
+    import design
+    import torch
+
+    from shiftattack.models import create_model
+
+    for arms in design.ARMS.values():
+        for arm in arms:
+            for spec in arm.models.values():
+                with torch.no_grad():
+                    logits = create_model(spec, num_classes=10).eval()(torch.rand(2, 3, 32, 32))
+                    assert logits.shape == (2, 10), spec
+
+
+def test_black_canvas_centres_the_downscaled_image_on_black():
+    import torch
+    import torch.nn.functional as F
+    from unit import black_canvas
+
+    images = torch.rand(3, 3, 32, 32)
+    canvas = black_canvas(images, 24)
+    assert canvas.shape == images.shape
+    assert canvas[..., :4, :].abs().max() == 0 and canvas[..., :, 28:].abs().max() == 0
+    small = F.interpolate(images, size=(24, 24), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(canvas[..., 4:28, 4:28], small.clamp(0, 1))
+
+
+def test_missing_data_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        exp.main(["--quick", "--data", str(tmp_path / "none.zip"), "--out", str(tmp_path / "o")])
+        _script("cifar10_antialias").main(["--tier", "quick", "--data", str(tmp_path / "none.zip")])
     assert "CIFAR-10 not found" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        exp.main(["--quick", "--data", str(tmp_path), "--models", "resnet", "--out", str(tmp_path / "o")])
-    assert "unknown --models resnet" in capsys.readouterr().err
+
+
+def test_committed_results_page_is_rendered_from_the_committed_units(tmp_path):
+    """docs/results.md and each summary.json must be exactly what render_results.py makes of the
+    committed units (no hand edits, nothing stale)."""
+    if not (ROOT / "experiments" / "results" / "cifar10_cpu" / "units").is_dir():
+        pytest.skip("no committed experiment units")
+    copy = tmp_path / "repo"
+    for sub in ("experiments/results", "docs"):
+        shutil.copytree(ROOT / sub, copy / sub, ignore=shutil.ignore_patterns("weights", "generated", ".*"))
+    _script("render_results").render(copy, copy / "docs" / "results.md")
+    assert (copy / "docs" / "results.md").read_text() == (ROOT / "docs" / "results.md").read_text(), (
+        "docs/results.md is stale: run python experiments/render_results.py")
+    for summary in (copy / "experiments" / "results").glob("cifar10_*/summary.json"):
+        committed = ROOT / summary.relative_to(copy)
+        assert summary.read_text() == committed.read_text(), f"{committed} is stale: run render_results.py"
 
 
 def test_local_homogeneity_separates_noise_from_smooth_images():
@@ -132,23 +244,6 @@ def test_stride_homogeneity_quick_writes_rows_and_the_figure(cifar_zip, tmp_path
         rows[0]["homogeneity"] < rows[2]["homogeneity"]
     )  # gratings are less homogeneous than blurred photos
     assert (out / "stride_homogeneity.png").stat().st_size > 5000
-
-
-def test_one_pixel_quick_measures_every_model_of_the_source_run(quick_run, cifar_zip, tmp_path):
-    out = tmp_path / "op"
-    assert (
-        _script("one_pixel").main(
-            ["--from", str(quick_run), "--data", str(cifar_zip), "--out", str(out), "--images", "16"]
-        )
-        == 0
-    )
-    doc = json.loads((out / "summary.json").read_text())
-    assert [r["name"] for r in doc["models"]] == ["baseline", "baseline_noaug", "rect2"]
-    for r in doc["models"]:
-        for protocol in ("sliding_crop", "black_canvas"):
-            assert r[protocol]["n_pairs"] == 16 * 8 and 0 <= r[protocol]["p_top1_change"] <= 1
-    noaug = json.loads((out / "models" / "baseline_noaug" / "train_log.json").read_text())
-    assert noaug["config"]["augment_pad"] == 0
 
 
 def test_imagenet_eval_runs_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
@@ -204,44 +299,3 @@ def test_imagenet_eval_runs_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     assert (out / "imagenet-c" / name / "results.json").is_file()
     assert (out / "imagenet-p" / name / "results.json").is_file()
     assert (out / "report.html").is_file() and (out / "figures" / "diagonal_curve.png").is_file()
-
-
-def test_every_tier_model_builds_for_cifar_inputs():
-    """The GPU tier cannot run here; its eight ResNet-18 variants at least build and map 32-px images."""
-    import torch
-
-    from shiftattack.models import create_model
-
-    tiers = _script("cifar10_antialias").MODELS
-    assert [n for n, _ in tiers["cpu"]] == [n for n, _ in tiers["gpu"]]
-    for tier in ("cpu", "gpu"):
-        for _, spec in tiers[tier]:
-            with torch.no_grad():
-                assert create_model(spec, num_classes=10).eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
-
-
-def test_black_canvas_centres_the_downscaled_image_on_black():
-    import torch
-    import torch.nn.functional as F
-
-    images = torch.rand(3, 3, 32, 32)
-    canvas = _script("one_pixel").black_canvas(images, 24)
-    assert canvas.shape == images.shape
-    assert canvas[..., :4, :].abs().max() == 0 and canvas[..., :, 28:].abs().max() == 0
-    small = F.interpolate(images, size=(24, 24), mode="bilinear", antialias=True, align_corners=False)
-    assert torch.allclose(canvas[..., 4:28, 4:28], small.clamp(0, 1))
-
-
-def test_committed_results_page_is_rendered_from_the_committed_results(tmp_path, monkeypatch):
-    """docs/results.md must be exactly what render_results.py makes of experiments/results/ (no hand edits)."""
-    folder = ROOT / "experiments" / "results" / "cifar10_antialias_cpu"
-    if not (folder / "summary.json").is_file():
-        pytest.skip("no committed cifar10_antialias results")
-    monkeypatch.chdir(ROOT)
-    page = tmp_path / "results.md"
-    assert (
-        _script("render_results").main(["experiments/results/cifar10_antialias_cpu", "--out", str(page)]) == 0
-    )
-    assert page.read_text() == (ROOT / "docs" / "results.md").read_text(), (
-        "docs/results.md is stale: run python experiments/render_results.py experiments/results/cifar10_antialias_cpu"
-    )

@@ -40,6 +40,13 @@ DISPLAY = {
     "tri3_cmod": "BlurPool Tri-3 + CMod",
     "aps": "APS",
     "gabor_maxpool": "Gabor stem + max-pool (control)",
+    "s1k1": "stem stride 1, no pooling",
+    "s2k1": "stem stride 2, kernel 1 (bare subsampling)",
+    "s2k3": "stem stride 2, max-pool kernel 3",
+    "stride/s1k1": "stem stride 1, no pooling",
+    "stride/s2k1": "stem stride 2, kernel 1",
+    "stride_up/s1k1": "upsampled data: stem stride 1, no pooling",
+    "stride_up/s2k1": "upsampled data: stem stride 2, kernel 1",
     "blurstem3": "Tri-3 blur in the stem only (control)",
 }
 
@@ -53,6 +60,9 @@ class Arm:
     seeds: tuple[int, ...]
     augment_pad: int  # random-crop padding in px; 0 = flips only
     description: str
+    dataset: str = "cifar10"  # or "cifar10_up2": every image upsampled 2x (bilinear), 64 px
+    measure: str = "full"  # "full", or "shift": clean accuracy, consistency and flip rate only
+    epochs: int | None = None  # None: the tier's
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,12 @@ MAIN_MODELS = {
     "aps": _cifar("cifar_convnet_aps"),
 }
 
+STRIDE_MODELS = {
+    "s1k1": "cifar_convnet(width=8, stem_kernel=1, stem_stride=1)",
+    "s2k1": "cifar_convnet(width=8, stem_kernel=1, stem_stride=2)",
+    "s2k3": "cifar_convnet(width=8, stem_kernel=3, stem_stride=2)",
+}
+
 ARMS = {
     "cpu": [
         Arm("main", MAIN_MODELS, (0, 1, 2), 4,
@@ -99,16 +115,32 @@ ARMS = {
         Arm("controls", {"gabor_maxpool": _cifar("cifar_convnet_gabor_maxpool"),
                          "blurstem3": _cifar("cifar_convnet_blurstem3")}, (0, 1, 2), 4,
             "as main; compared with main's CMod, Tri-3 and baseline of the same seeds"),
+        # claim 4 (Mouton et al.): the stem's stride itself varies, with a pooling kernel of 1 (bare
+        # subsampling) or 3; local homogeneity is raised by upsampling (no information lost)
+        Arm("stride", STRIDE_MODELS, (0, 1), 0,
+            "cifar_convnet(width=8), the stem's pooling varied; flips only, 10 epochs, all 50,000 images",
+            measure="shift", epochs=10),
+        Arm("stride_up", {k: STRIDE_MODELS[k] for k in ("s1k1", "s2k1")}, (0, 1), 0,
+            "as the stride arm on CIFAR-10 upsampled 2x (64 px, bilinear): higher local homogeneity",
+            dataset="cifar10_up2", measure="shift", epochs=10),
     ],
     "gpu": [
         Arm("main", {"baseline": "resnet18", "tri3": "resnet18_blur3", "cmod": "resnet18_cmod",
                      "tri3_cmod": "resnet18_blur3_cmod"}, (0, 1, 2), 4,
             "the CMod paper's CIFAR-10 ResNet-18 table: standard, BlurPool, twin + CMod, BlurPool twin + CMod"),
     ],
+    # the GPU tier's code path at tiny sizes, so CI (CPU only) runs it
+    "gpu_smoke": [
+        Arm("main", {"baseline": "resnet18", "tri3_cmod": "resnet18_blur3_cmod"}, (0,), 4,
+            "smoke test of the GPU tier (two of its models; every one is built in the tests)"),
+    ],
     "quick": [
         Arm("main", {"baseline": "cifar_convnet(width=8)", "tri3": "cifar_convnet_blur3(width=8)",
                      "cmod": "cifar_convnet_cmod(width=8)"}, (0, 1), 4, "smoke test"),
         Arm("noaug", {"baseline": "cifar_convnet(width=8)"}, (0,), 0, "smoke test"),
+        Arm("stride", {k: STRIDE_MODELS[k] for k in ("s1k1", "s2k1")}, (0,), 0, "smoke test", measure="shift"),
+        Arm("stride_up", {k: STRIDE_MODELS[k] for k in ("s1k1", "s2k1")}, (0,), 0, "smoke test",
+            dataset="cifar10_up2", measure="shift"),
     ],
 }
 
@@ -117,6 +149,8 @@ SIZES = {
                  c_images=500, p_images=200),
     "gpu": Sizes(epochs=30, train_limit=None, test_limit=None, attack_images=10000, radius=4, repeats=5,
                  c_images=10000, p_images=10000),
+    "gpu_smoke": Sizes(epochs=1, train_limit=64, test_limit=20, attack_images=10, radius=1, repeats=1,
+                       c_images=4, p_images=2, one_pixel_steps=2, batch_size=32),
     "quick": Sizes(epochs=1, train_limit=512, test_limit=96, attack_images=40, radius=2, repeats=2,
                    c_images=16, p_images=8, one_pixel_steps=4, black_canvas_small=24, batch_size=64),
 }
@@ -232,6 +266,17 @@ TESTS: list[Test] = [
          _diff("cmod", "gabor_maxpool"), "noninferiority", margin=0.5, arm="controls"),
     Test(3, "control: CMod's mean flip rate within 10 % of a Tri-3 blur in the stem only", "flip",
          _diff("cmod", "blurstem3"), "equivalence", relative_margin=0.10, arm="controls"),
+    # claim 4: stride helps invariance only with local homogeneity; larger kernels: invariance for accuracy
+    Test(4, "stride 2 gains more consistency over stride 1 on the more homogeneous (upsampled) data "
+            "(interaction; correctly classified images, zero shifts)", "consistency_zero_correct",
+         {"stride_up/s2k1": 1.0, "stride_up/s1k1": -1.0, "stride/s2k1": -1.0, "stride/s1k1": 1.0},
+         "superiority", arm="stride", published="Mouton et al.: qualitative"),
+    Test(4, "on the upsampled data stride 2 is more consistent than stride 1 (correctly classified images)",
+         "consistency_zero_correct", _diff("s2k1", "s1k1"), "superiority", arm="stride_up"),
+    Test(4, "a larger pooling kernel (3 vs 1, stride 2) gives more consistency (correctly classified images)",
+         "consistency_zero_correct", _diff("s2k3", "s2k1"), "superiority", arm="stride"),
+    Test(4, "a larger pooling kernel (3 vs 1, stride 2) generalises worse", "clean", _diff("s2k3", "s2k1"),
+         "superiority", direction=-1, arm="stride"),
     # claim 5: small shifts change many predictions; neither architecture nor augmentation alone fixes it
     Test(5, "baseline without crop augmentation: P(top-1 change) per 1-px shift on a black canvas above 5 %",
          "p_change_black", {"baseline": 1.0}, "threshold", threshold=5.0, arm="noaug",

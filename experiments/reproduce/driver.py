@@ -52,7 +52,7 @@ def git_commit(paths: list[Path], message: str, attempts: int = 60) -> None:
     repo = subprocess.run(["git", "-C", str(paths[0].parent), "rev-parse", "--show-toplevel"],
                           capture_output=True, text=True, check=True).stdout.strip()
     rel = [str(p.resolve().relative_to(repo)) for p in paths]
-    for attempt in range(attempts):
+    for _ in range(attempts):
         add = subprocess.run(["git", "-C", repo, "add", "--", *rel], capture_output=True, text=True)
         if add.returncode == 0:
             done = subprocess.run(["git", "-C", repo, "commit", "-q", "-m", message, "--only", "--", *rel],
@@ -68,7 +68,7 @@ def git_commit(paths: list[Path], message: str, attempts: int = 60) -> None:
     raise RuntimeError(f"git index stayed locked; {rel} not committed")
 
 
-def generate_suites(tier: str, sizes: design.Sizes, data: str, out: Path) -> None:
+def generate_suites(tier: str, sizes: design.Sizes, data: str, out: Path, device: str = "auto") -> None:
     """CIFAR-10-C and -P arrays of the test subset, generated once and shared by every unit."""
     from unit import _cli
 
@@ -77,12 +77,41 @@ def generate_suites(tier: str, sizes: design.Sizes, data: str, out: Path) -> Non
         if marker.is_file():
             continue
         argv = ["corrupt", "--suite", suite, "--data", f"{data}:test", "--limit", str(n), "--seed", "0",
-                "--device", "cpu", "--out", str(out / "generated" / suite), "--overwrite", "--quiet"]
-        if tier == "quick":
+                "--device", device, "--out", str(out / "generated" / suite), "--overwrite", "--quiet"]
+        if tier in ("quick", "gpu_smoke"):
             argv += ["--corruptions", "gaussian_noise,contrast" if suite == "cifar10-c" else "translate,brightness"]
         print(f"[gen ] {suite} ({n} images)", flush=True)
         _cli(argv)
         marker.write_text(" ".join(argv) + "\n")
+
+
+def prepare_dataset(name: str, data: str, out: Path, sizes: design.Sizes) -> tuple[str, str]:
+    """(train spec, test spec) of a design dataset; derived ones are written once under ``OUT/data/``.
+
+    ``cifar10_up2``: every CIFAR-10 image upsampled to 64 px (PIL bilinear, as ``--resize 64``),
+    stored as ``train.npz`` / ``test.npz`` in the source order (same indices as the source).
+    """
+    if name == "cifar10":
+        return f"{data}:train", f"{data}:test"
+    if name != "cifar10_up2":
+        raise ValueError(f"unknown dataset {name!r} in design.py")
+    import numpy as np
+
+    from shiftattack.data import load_dataset
+
+    folder = out / "data" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        path = folder / f"{split}.npz"
+        if path.is_file():
+            continue
+        print(f"[data] {name} {split}", flush=True)
+        limit = sizes.train_limit if split == "train" else None
+        d = load_dataset(f"{data}:{split}", limit=limit, resize=64, progress=False)
+        tmp = folder / f"{split}.tmp.npz"
+        np.savez(tmp, x=d.images.permute(0, 2, 3, 1).numpy(), y=d.labels.numpy())  # (N, H, W, 3) uint8
+        os.replace(tmp, path)
+    return str(folder / "train.npz"), str(folder / "test.npz")
 
 
 def _record_start(out: Path, tier: str, data: str, commit: str) -> dict:
@@ -119,7 +148,8 @@ def render(out: Path) -> list[Path]:
     return [p for p in written if p.exists()]
 
 
-def run(tier: str, data: str, out: Path, *, commit_results: bool, max_units: int | None = None) -> int:
+def run(tier: str, data: str, out: Path, *, commit_results: bool, max_units: int | None = None,
+        device: str = "auto") -> int:
     """Run every unfinished unit of ``tier``; returns how many ran."""
     from shiftattack.data import load_dataset
 
@@ -132,9 +162,14 @@ def run(tier: str, data: str, out: Path, *, commit_results: bool, max_units: int
           flush=True)
     if not todo:
         return 0
-    generate_suites(tier, sizes, data, out)
-    datasets = {"test": load_dataset(f"{data}:test", limit=sizes.test_limit, progress=False),
-                "attack": load_dataset(f"{data}:test", limit=sizes.attack_images, progress=False)}
+    if any(u[0].measure == "full" for u in todo):
+        generate_suites(tier, sizes, data, out, device)
+    datasets = {}
+    for name in sorted({u[0].dataset for u in todo}):
+        train_spec, test_spec = prepare_dataset(name, data, out, sizes)
+        datasets[name] = {"train_spec": train_spec, "test_spec": test_spec,
+                          "test": load_dataset(test_spec, limit=sizes.test_limit, progress=False),
+                          "attack": load_dataset(test_spec, limit=sizes.attack_images, progress=False)}
     ran = 0
     for arm, name, spec, seed in todo:
         if (out / "STOP").exists():
@@ -146,8 +181,8 @@ def run(tier: str, data: str, out: Path, *, commit_results: bool, max_units: int
         uid = design.unit_id(arm.name, name, seed)
         print(f"[unit] {uid}: {spec}", flush=True)
         started = time.perf_counter()
-        folder = run_unit(arm, name, spec, seed, tier=tier, sizes=sizes, data=data, out=out, commit=commit,
-                          datasets=datasets)
+        folder = run_unit(arm, name, spec, seed, tier=tier, sizes=sizes, out=out, commit=commit,
+                          datasets=datasets, device=device)
         doc["units"][uid] = {"commit": commit, "seconds": round(time.perf_counter() - started, 1)}
         (out / "experiment.json").write_text(json.dumps(doc, indent=1) + "\n")
         print(f"[done] {uid} in {time.perf_counter() - started:.0f} s", flush=True)

@@ -21,12 +21,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import design
 import numpy as np
 
-import design
 from shiftattack.metrics.stats import contrast, mean_sd, rule_text, seed_contrast, verdict
 
-PAIRED = ("clean", "consistency_zero", "consistency_circular", "consistency_crop", "flip", "worst_zero",
+PAIRED = ("clean", "consistency_zero", "consistency_circular", "consistency_crop", "consistency_zero_correct",
+          "consistency_crop_correct", "flip", "worst_zero",
           "worst_crop", "worst_circular", "survival_zero", "survival_crop", "survival_circular",
           "p_change_crop", "p_change_black", "mac_crop", "mac_black")
 PER_SEED = ("tv_stem", "tv_all", "c_error", "p_flip", "train_accuracy", "train_minutes")
@@ -36,6 +37,8 @@ LABELS = {
     "clean": ("clean accuracy", "%"), "consistency_zero": ("consistency, zero shifts", "%"),
     "consistency_circular": ("consistency, circular shifts", "%"),
     "consistency_crop": ("consistency, crop shifts", "%"), "flip": ("mean flip rate", "%"),
+    "consistency_zero_correct": ("consistency of correctly classified images, zero shifts", "%"),
+    "consistency_crop_correct": ("consistency of correctly classified images, crop shifts", "%"),
     "worst_zero": ("worst-case accuracy, zero", "%"), "worst_crop": ("worst-case accuracy, crop", "%"),
     "worst_circular": ("worst-case accuracy, circular", "%"),
     "survival_zero": ("survival of correct images, zero", "%"),
@@ -56,7 +59,7 @@ class Unit:
 
     meta: dict
     test_index: np.ndarray
-    attack_index: np.ndarray
+    attack_index: np.ndarray | None
     paired: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
     per_seed: dict[str, float] = field(default_factory=dict)
     tv_layers: list[dict] = field(default_factory=list)
@@ -73,36 +76,38 @@ def load_unit(folder: Path) -> Unit:
     meta = json.loads((folder / "unit.json").read_text())
     sizes = meta["recipe"]
     per = _csv(folder / "per_image.csv")
-    one = _csv(folder / "one_pixel.csv")
-    unit = Unit(meta, per["index"].astype(int), one["index"].astype(int))
+    one = _csv(folder / "one_pixel.csv") if (folder / "one_pixel.csv").is_file() else None
+    unit = Unit(meta, per["index"].astype(int), None if one is None else one["index"].astype(int))
     correct = (per["pred"] == per["label"]).astype(float)
     unit.paired["clean"] = (100 * correct, None)
     for mode in ("zero", "circular", "crop"):
-        unit.paired[f"consistency_{mode}"] = (100 * per[f"agree_{mode}"] / sizes["repeats"], None)
+        agree = 100 * per[f"agree_{mode}"] / sizes["repeats"]
+        unit.paired[f"consistency_{mode}"] = (agree, None)
+        unit.paired[f"consistency_{mode}_correct"] = (agree * correct, correct)
     unit.paired["flip"] = (100 * per["flips"] / (3 * sizes["radius"]), None)
     for mode in ("zero", "crop", "circular"):
         path = folder / f"attack_{mode}.csv"
         if not path.is_file():
             continue
         a = _csv(path)
-        if not np.array_equal(a["index"].astype(int), unit.attack_index):
+        if unit.attack_index is not None and not np.array_equal(a["index"].astype(int), unit.attack_index):
             raise ValueError(f"{path} covers other images than one_pixel.csv")
         ok = (a["clean_pred"] == a["label"]).astype(float)
         robust = a["robust"].astype(float) * ok
         unit.paired[f"worst_{mode}"] = (100 * robust, None)
         unit.paired[f"survival_{mode}"] = (100 * robust, ok)
     steps = sizes["one_pixel_steps"]
-    for proto in ("crop", "black"):
+    for proto in ("crop", "black") if one is not None else ():
         unit.paired[f"p_change_{proto}"] = (100 * one[f"changes_{proto}"] / steps, None)
         unit.paired[f"mac_{proto}"] = (100 * one[f"mac_{proto}"], None)
     unit.tv_layers = meta["conv_tv"]
     means = [float(np.mean(layer["per_filter"])) for layer in unit.tv_layers]
     unit.per_seed["tv_stem"] = means[0]
     unit.per_seed["tv_all"] = float(np.mean(means))
-    c = json.loads((folder / "cifar10_c.json").read_text())
-    p = json.loads((folder / "cifar10_p.json").read_text())
-    unit.per_seed["c_error"] = 100 * c["mean_error"]
-    unit.per_seed["p_flip"] = 100 * p["mean_fp"]
+    if (folder / "cifar10_c.json").is_file():
+        unit.per_seed["c_error"] = 100 * json.loads((folder / "cifar10_c.json").read_text())["mean_error"]
+    if (folder / "cifar10_p.json").is_file():
+        unit.per_seed["p_flip"] = 100 * json.loads((folder / "cifar10_p.json").read_text())["mean_fp"]
     train = meta["train"]
     unit.per_seed["train_accuracy"] = 100 * train["final_train_accuracy"]
     unit.per_seed["train_minutes"] = train["train_seconds"] / 60
@@ -115,7 +120,10 @@ def load_units(out: Path) -> dict[str, Unit]:
 
 
 def _group(units: dict[str, Unit], arm: str, name: str) -> list[Unit]:
-    """The units of model ``name`` in ``arm`` (controls' tests also read main's models), by seed."""
+    """The units of model ``name`` in ``arm`` (controls' tests also read main's models; ``ARM/NAME``
+    names another arm's model), by seed."""
+    if "/" in name:
+        arm, name = name.split("/", 1)
     found = [u for u in units.values() if u.meta["arm"] == arm and u.meta["name"] == name]
     if not found and arm == "controls":
         found = [u for u in units.values() if u.meta["arm"] == "main" and u.meta["name"] == name]
@@ -132,16 +140,21 @@ def _stack(group: list[Unit], metric: str) -> tuple[np.ndarray, np.ndarray | Non
 
 def _interval(groups: dict[str, list[Unit]], metric: str, weights: dict[str, float]):
     if metric in PER_SEED:
+        if any(metric not in u.per_seed for g in groups.values() for u in g):
+            return None
         return seed_contrast({k: [u.per_seed[metric] for u in g] for k, g in groups.items()}, weights)
     stacks = {k: _stack(g, metric) for k, g in groups.items()}
     if any(s is None for s in stacks.values()):
         return None
     idx = {k: (g[0].test_index if metric in ("clean", "flip") or metric.startswith("consistency")
-               else g[0].attack_index) for k, g in groups.items()}
+               else g[0].attack_index if g[0].attack_index is not None else g[0].test_index)
+           for k, g in groups.items()}
     first = next(iter(idx.values()))
     if any(not np.array_equal(v, first) for v in idx.values()):
         raise ValueError(f"{metric}: the models were measured on different images")
     dens = {k: s[1] for k, s in stacks.items() if s[1] is not None}
+    if any((d.sum(1) <= 0).any() for d in dens.values()):
+        return None  # a ratio over no images (e.g. survival of a model that gets none right): undefined
     return contrast({k: s[0] for k, s in stacks.items()}, weights, denominators=dens or None)
 
 
@@ -170,7 +183,7 @@ def model_table(units: dict[str, Unit], arm: design.Arm) -> dict:
             continue
         metrics = {}
         for m in (*PAIRED, *PER_SEED):
-            iv = _interval({name: group}, m, {name: 1.0}) if (m in PER_SEED or m in group[0].paired) else None
+            iv = _interval({name: group}, m, {name: 1.0}) if (m in group[0].per_seed or m in group[0].paired) else None
             if iv is None:
                 continue
             if m in PER_SEED:
@@ -183,6 +196,7 @@ def model_table(units: dict[str, Unit], arm: design.Arm) -> dict:
                                                             for u in group]}
               for j, layer in enumerate(group[0].tv_layers)]
         rows[name] = {"display": design.DISPLAY[name], "model": spec, "seeds": [u.meta["seed"] for u in group],
+                      "local_homogeneity": group[0].meta.get("local_homogeneity"),
                       "commits": sorted({u.meta["commit"] for u in group}), "metrics": metrics, "tv_layers": tv}
     return rows
 
@@ -206,16 +220,16 @@ def run_tests(units: dict[str, Unit]) -> list[dict]:
         missing = [k for k, g in groups.items() if not g]
         iv = None if missing or margin is None else _interval(groups, t.metric, t.contrast)
         entry["margin"] = margin
+        entry["rule"] = rule_text(t.kind, direction=t.direction, margin=margin or t.margin,
+                                  threshold=t.threshold, unit=unit) if (margin or t.kind != "equivalence") else (
+            f"reproduced if the whole interval lies within +-{t.relative_margin:.0%} of the baseline's "
+            f"{LABELS[t.metric][0]}; contradicted if it lies entirely outside")
         if iv is None:
-            entry.update(verdict="not run yet", missing=missing, interval=None,
-                         rule=None)
+            entry.update(verdict="not run yet", missing=missing, interval=None)
         else:
-            threshold = t.threshold
             entry["interval"] = _jsonable(iv)
             entry["verdict"] = verdict(iv, t.kind, direction=t.direction, margin=margin or 0.0,
-                                       threshold=threshold)
-            entry["rule"] = rule_text(t.kind, direction=t.direction, margin=margin or 0.0, threshold=threshold,
-                                      unit=unit)
+                                       threshold=t.threshold)
         out.append(entry)
     return out
 

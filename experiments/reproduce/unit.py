@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from design import ATTACK_MODES, Arm, Sizes, unit_id
 
 #: generator seeds of the consistency draws per mode (fixed: every unit sees the same views)
@@ -94,7 +93,8 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def measure_shifts(model, test, attack_set, sizes: Sizes, folder: Path, timer: Timer) -> None:
+def measure_shifts(model, test, attack_set, sizes: Sizes, folder: Path, timer: Timer,
+                   device: torch.device | None = None, one_pixel: bool = True) -> None:
     """Clean predictions, consistency, flip rate (all test images); one-pixel protocols (attack set)."""
     from shiftattack.api import make_canvas
     from shiftattack.metrics import consistency, consistency_shifted, flip_rate, top1_change
@@ -102,7 +102,7 @@ def measure_shifts(model, test, attack_set, sizes: Sizes, folder: Path, timer: T
 
     bs, r = sizes.batch_size, sizes.radius
     x = test.float_images()
-    runner = ModelRunner(model, torch.device("cpu"), torch.float32, channels_last=True)
+    runner = ModelRunner(model, device or torch.device("cpu"), torch.float32, channels_last=True)
 
     def predict():
         with torch.inference_mode():
@@ -127,6 +127,8 @@ def measure_shifts(model, test, attack_set, sizes: Sizes, folder: Path, timer: T
     _write_csv(folder / "per_image.csv",
                ["index", "label", "pred", "agree_zero", "agree_circular", "agree_crop", "flips"], rows)
 
+    if not one_pixel:
+        return
     xa = attack_set.float_images()
     steps, half = sizes.one_pixel_steps, sizes.one_pixel_steps // 2
     crop = timer("one-pixel sliding crop", lambda: top1_change(
@@ -142,20 +144,24 @@ def measure_shifts(model, test, attack_set, sizes: Sizes, folder: Path, timer: T
     _write_csv(folder / "one_pixel.csv", ["index", "changes_crop", "mac_crop", "changes_black", "mac_black"], rows)
 
 
-def run_unit(arm: Arm, name: str, spec: str, seed: int, *, tier: str, sizes: Sizes, data: str, out: Path,
-             commit: str, datasets: dict) -> Path:
+def run_unit(arm: Arm, name: str, spec: str, seed: int, *, tier: str, sizes: Sizes, out: Path,
+             commit: str, datasets: dict, device: str = "auto") -> Path:
     """Train and measure one unit; returns its finished folder ``out/units/ID``."""
     from shiftattack.models import file_sha256, load_model
+    from shiftattack.runtime.engine import resolve_device
 
     uid = unit_id(arm.name, name, seed)
+    data_sets = datasets[arm.dataset]
     final = out / "units" / uid
     tmp = out / "units" / f".{uid}.partial"
     weights_dir = out / "weights" / uid
     tmp.mkdir(parents=True, exist_ok=True)
     timer = Timer()
-    train, test_spec = f"{data}:train", f"{data}:test"
-    argv = ["train", "--model", spec, "--data", train, "--test-data", test_spec, "--epochs", str(sizes.epochs),
-            "--seed", str(seed), "--augment-pad", str(arm.augment_pad), "--out", str(weights_dir), "--quiet"]
+    train, test_spec = data_sets["train_spec"], data_sets["test_spec"]
+    epochs = arm.epochs or sizes.epochs
+    argv = ["train", "--model", spec, "--data", train, "--test-data", test_spec, "--epochs", str(epochs),
+            "--seed", str(seed), "--augment-pad", str(arm.augment_pad), "--device", device, "--out", str(weights_dir),
+            "--quiet"]
     if sizes.train_limit:
         argv += ["--limit", str(sizes.train_limit)]
     if sizes.test_limit:
@@ -169,9 +175,40 @@ def run_unit(arm: Arm, name: str, spec: str, seed: int, *, tier: str, sizes: Siz
     weights = weights_dir / "model.pt"
     model = load_model(spec, str(weights)).eval()
 
-    measure_shifts(model, datasets["test"], datasets["attack"], sizes, tmp, timer)
+    measure_shifts(model, data_sets["test"], data_sets["attack"], sizes, tmp, timer, resolve_device(device),
+                   one_pixel=arm.measure == "full")
+    if arm.measure == "full":
+        attacks_and_benchmarks(name, spec, weights, weights_dir, tmp, tier=tier, sizes=sizes, test_spec=test_spec,
+                               out=out, device=device, timer=timer)
+    doc = {
+        "unit": uid, "arm": arm.name, "name": name, "model": spec, "seed": seed, "tier": tier,
+        "recipe": {"augment_pad": arm.augment_pad, "description": arm.description, "dataset": arm.dataset,
+                   "measure": arm.measure, **asdict(sizes), "epochs": epochs},
+        "commit": commit,
+        "weights_sha256": file_sha256(weights),
+        "local_homogeneity": local_homogeneity(data_sets["test"].float_images()[:1000]),
+        "train": {k: log.get(k) for k in ("test_accuracy", "train_seconds", "total_seconds")}
+        | {"precision": log["config"].get("precision_used"),
+           "final_train_accuracy": log["epochs"][-1].get("train_accuracy"),
+           "final_train_loss": log["epochs"][-1].get("loss"),
+           "epochs": [{k: e.get(k) for k in ("epoch", "loss", "train_accuracy", "seconds")} for e in log["epochs"]]},
+        "conv_tv": conv_tv(model),
+        "steps_seconds": timer.steps,
+        "versions": versions(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (tmp / "unit.json").write_text(json.dumps(doc, indent=1) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def attacks_and_benchmarks(name: str, spec: str, weights: Path, weights_dir: Path, tmp: Path, *, tier: str,
+                           sizes: Sizes, test_spec: str, out: Path, device: str, timer: Timer) -> None:
+    """The exact grid attacks and the CIFAR-10-C/-P benchmarks (``shiftattack`` commands), summaries copied."""
     model_args = ["--model", spec, "--weights", str(weights)]
-    common = ["--device", "cpu", "--batch-size", str(sizes.batch_size), "--overwrite", "--quiet"]
+    common = ["--device", device, "--batch-size", str(sizes.batch_size), "--overwrite", "--quiet"]
     for mode in ATTACK_MODES.get(name, ATTACK_MODES["default"]):
         dest = weights_dir / f"attack_{mode}"
         a = ["attack", *model_args, "--data", test_spec, "--limit", str(sizes.attack_images),
@@ -188,30 +225,22 @@ def run_unit(arm: Arm, name: str, spec: str, seed: int, *, tier: str, sizes: Siz
         dest = weights_dir / suite
         b = ["benchmark", "--suite", suite, *model_args, "--data", test_spec, "--limit", str(n),
              "--source", str(out / "generated" / suite), *common, "--out", str(dest)]
-        if tier == "quick":
+        if tier in ("quick", "gpu_smoke"):
             b += ["--corruptions", "gaussian_noise,contrast" if suite == "cifar10-c" else "translate,brightness"]
         timer(suite, lambda b=b: _cli(b))
         shutil.copyfile(dest / "results.json", tmp / f"{suite.replace('-', '_')}.json")
 
-    doc = {
-        "unit": uid, "arm": arm.name, "name": name, "model": spec, "seed": seed, "tier": tier,
-        "recipe": {"augment_pad": arm.augment_pad, "description": arm.description, **asdict(sizes)},
-        "commit": commit,
-        "weights_sha256": file_sha256(weights),
-        "train": {k: log.get(k) for k in ("test_accuracy", "train_seconds", "total_seconds")}
-        | {"precision": log["config"].get("precision_used"), "final_train_accuracy": log["epochs"][-1].get("train_accuracy"),
-           "final_train_loss": log["epochs"][-1].get("loss"),
-           "epochs": [{k: e.get(k) for k in ("epoch", "loss", "train_accuracy", "seconds")} for e in log["epochs"]]},
-        "conv_tv": conv_tv(model),
-        "steps_seconds": timer.steps,
-        "versions": versions(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (tmp / "unit.json").write_text(json.dumps(doc, indent=1) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+
+def local_homogeneity(images: torch.Tensor) -> float:
+    """``1 - E|x(p) - x(p+e)| / E|x(p) - x(q)|`` (e a 1-px step, q a random pixel of the same image and
+    channel): 1 when neighbours are identical, 0 when they differ as much as random pixels."""
+    x = images.double()
+    step = torch.cat([(x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1),
+                      (x[..., 1:] - x[..., :-1]).abs().flatten(1)], 1)
+    flat = x.flatten(2)
+    perm = torch.randperm(flat.shape[-1], generator=torch.Generator().manual_seed(0))
+    random = (flat - flat[..., perm]).abs()
+    return round(1.0 - float(step.mean()) / float(random.mean()), 4)
 
 
 def versions() -> dict:

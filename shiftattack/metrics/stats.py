@@ -324,9 +324,9 @@ def rule_text(kind: str, *, direction: int = 1, margin: float = 0.0, threshold: 
     _check_rule(kind, direction, margin, threshold)
     sign = ">" if direction == 1 else "<"
     other = "<" if direction == 1 else ">"
-    m = f"{margin:g}{unit}"
+    m = f"{margin:.3g}{unit}"
     if kind == "threshold":
-        t = f"{threshold:g}{unit}"
+        t = f"{threshold:.3g}{unit}"
         return f"reproduced if the whole interval is {sign} {t}; contradicted if it is all {other} {t}"
     if kind == "superiority":
         pos, neg = (m, f"-{m}") if margin else ("0", "0")

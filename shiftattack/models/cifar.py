@@ -99,20 +99,33 @@ class CifarConvNet(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
-def cifar_convnet(num_classes: int = 10, width: int = 32, pool_kernel: int = 2) -> CifarConvNet:
+def cifar_convnet(num_classes: int = 10, width: int = 32, pool_kernel: int = 2, stem_kernel: int | None = None,
+                  stem_stride: int = 2) -> CifarConvNet:
     """The baseline :class:`CifarConvNet` (0.58 M parameters at width 32).
 
     ``pool_kernel`` k sets every down-sampling to ``MaxPool2d(k, stride=2, padding=(k - 1) // 2)``
     (k = 1 is plain subsampling; sizes stay H/2 for every k), for Mouton et al.'s pooling
     kernel size against stride study (``experiments/stride_homogeneity.py``).
+
+    ``stem_kernel`` and ``stem_stride`` set the stem's pooling alone to
+    ``MaxPool2d(stem_kernel, stem_stride, padding=(stem_kernel - 1) // 2)`` (odd kernels keep
+    the size H / stride; kernel 1 with stride 1 is no pooling at all), so the stride itself can
+    vary (the reproduction's stride arm); the later poolings stay as ``pool_kernel`` says.
     """
-    if not isinstance(pool_kernel, int) or not 1 <= pool_kernel <= 7:
-        raise ValueError(f"pool_kernel must be an integer in 1..7, got {pool_kernel!r}")
-    if pool_kernel == 2:
-        return CifarConvNet(num_classes=num_classes, width=width)
+    for name, v, top in (("pool_kernel", pool_kernel, 7), ("stem_stride", stem_stride, 2)):
+        if not isinstance(v, int) or not 1 <= v <= top:
+            raise ValueError(f"{name} must be an integer in 1..{top}, got {v!r}")
+    if stem_kernel is not None and (not isinstance(stem_kernel, int) or stem_kernel not in (1, 3, 5, 7)):
+        raise ValueError(f"stem_kernel must be 1, 3, 5 or 7 (odd: the output stays H / stride), got {stem_kernel!r}")
+    if stem_kernel is None and stem_stride != 2:
+        raise ValueError("stem_stride needs a stem_kernel (1, 3, 5 or 7)")
     pad = (pool_kernel - 1) // 2
-    return CifarConvNet(num_classes=num_classes, width=width,
-                        pool=lambda channels: nn.MaxPool2d(pool_kernel, stride=2, padding=pad))
+    pool = max_pool if pool_kernel == 2 else (lambda channels: nn.MaxPool2d(pool_kernel, stride=2, padding=pad))
+    stem = None
+    if stem_kernel is not None:
+        stem = nn.Sequential(*conv_bn_relu(3, width, 5),
+                             nn.MaxPool2d(stem_kernel, stride=stem_stride, padding=(stem_kernel - 1) // 2))
+    return CifarConvNet(num_classes=num_classes, width=width, pool=pool, stem=stem)
 
 
 def cifar_convnet_blur(
