@@ -115,8 +115,11 @@ def claim_section(n: int, tests: list[dict], summary: dict) -> list[str]:
         rule = t["rule"]
         if t.get("margin_rule"):
             rule += f" (margin = {t['margin_rule']}" + (f" = {_n(t['margin'], 3)}{unit})" if t["margin"] else ")")
+        verdict = VERDICT_MARK[t["verdict"]]
+        if t["interval"] and t["interval"]["method"] == "images":
+            verdict += " (provisional: one seed, images only)"
         rows.append([t["name"], f"{t['kind']} ({t['arm']} arm)", effect + (unit if t["interval"] else ""),
-                     rule, VERDICT_MARK[t["verdict"]], seeds])
+                     rule, verdict, seeds])
     out += _table(["test", "kind", "effect [95 % interval]", "rule", "verdict", "seeds per model"], rows)
     out += [f"What the CPU scale cannot show: {CANNOT_SHOW[n]}", ""]
     return out
@@ -228,7 +231,9 @@ def tier_section(tier: str, s: dict, out: Path, folder: str) -> list[str]:
              "its 95 % interval counts the images' sampling variance and the seeds' training variance "
              "(`shiftattack.metrics.stats.contrast`, Welch-Satterthwaite degrees of freedom; filter TV: Welch over "
              "seeds). *Reproduced*: the interval lies on the paper's side of the rule; *contradicted*: on the other "
-             "side; *inconclusive*: it straddles. The rules were fixed in design.py before the units ran.", "",
+             "side; *inconclusive*: it straddles. The rules were fixed in design.py before the units ran. A verdict "
+             "marked provisional rests on one seed per model: its interval covers the test images only, not "
+             "training randomness, and may change as the other seeds finish.", "",
              "Protocol:", "",
              "- Recipes: " + "; ".join(f"{a}: {r['description']} (seeds {', '.join(map(str, r['seeds_planned']))})"
                                         for a, r in s["arm_recipes"].items()) + ".",

@@ -132,6 +132,8 @@ def test_results_page_renders_verdicts_with_intervals_and_rules(quick_run, tmp_p
     for t in tests:
         assert t["verdict"] in ("reproduced", "contradicted", "inconclusive")
         assert t["rule"] in text and t["interval"]["low"] <= t["interval"]["estimate"] <= t["interval"]["high"]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {t['name']} |"))
+        assert ("provisional" in row) == (t["interval"]["method"] == "images")  # one seed: said so
     base = summary["arms"]["main"]["baseline"]["metrics"]["clean"]
     assert f"{base['mean']:.2f} ± {base['sd']:.2f} [{base['interval']['low']:.2f}" in text
     for claim in ("### 1.", "### 2.", "### 3.", "### 4.", "### 5."):
