@@ -24,6 +24,8 @@ sys.path.insert(0, str(HERE.parent))
 import design  # noqa: E402
 from summarise import LABELS, summarise  # noqa: E402
 
+from shiftattack.metrics.stats import mean_sd  # noqa: E402
+
 VERDICT_MARK = {"reproduced": "**reproduced**", "contradicted": "**contradicted**",
                 "inconclusive": "**inconclusive**", "not run yet": "not run yet"}
 CLAIMS = {
@@ -142,12 +144,9 @@ def tv_layer_table(rows: dict) -> list[str]:
     for r in rows.values():
         cells = []
         for layer in r["tv_layers"]:
-            v = layer["mean_per_seed"]
-            mean = sum(v) / len(v)
-            sd = "" if len(v) < 2 else f" ± {math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)):.3f}"
-            cells.append(f"{mean:.3f}{sd}")
-        body.append([r["display"], *cells] if len(cells) == len(names) else [r["display"], *cells,
-                                                                           *[""] * (len(names) - len(cells))])
+            mean, sd, _ = mean_sd(layer["mean_per_seed"])
+            cells.append(f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}"))
+        body.append([r["display"], *cells, *[""] * (len(names) - len(cells))])
     return ["Mean normalised TV per conv layer (mean over filters; ± SD over seeds). CMod's Gabor channels "
             "are not convolution modules and are left out of its stem figure.", "",
             *_table(["model", *names], body)]
