@@ -65,6 +65,8 @@ def load_images_and_model(
     progress: bool = False,
     trust_pickle: bool = False,
     strict: bool = False,
+    pretrained: bool = False,
+    antialias: int | None = None,
 ):
     """Load a ``--data`` spec and a ``--model`` spec as the attack and certify commands take them.
 
@@ -78,7 +80,8 @@ def load_images_and_model(
     dataset = load_dataset(data, limit=limit, progress=progress, resize=resize, strict=strict)
     if len(dataset) == 0:
         raise ShiftAttackError(f"{data} holds no images")
-    net = load_model(model, weights, mean, std, trust_pickle=trust_pickle)
+    net = load_model(model, weights, mean, std, trust_pickle=trust_pickle, pretrained=pretrained,
+                     antialias=antialias)
     images = dataset.float_images()
     if mode == "crop":
         images = make_canvas(images, canvas_pad, canvas_pad_mode, fill)

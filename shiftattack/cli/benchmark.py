@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shiftattack.cli.options import add_trust_pickle, floats, positive_int
+from shiftattack.cli.options import add_model_options, model_options, positive_int
 
 __all__ = ["add_benchmark", "add_corrupt"]
 
@@ -73,15 +73,7 @@ def add_benchmark(sub) -> None:
         "(--source FOLDER).",
     )
     m = p.add_argument_group("model and data")
-    m.add_argument(
-        "--model",
-        required=True,
-        help="registry name, torchvision:NAME, package.module:callable or file.py:callable",
-    )
-    m.add_argument("--weights", help="state_dict file (read with torch.load(weights_only=True))")
-    add_trust_pickle(m)
-    m.add_argument("--mean", type=floats, help="per-channel mean the model expects")
-    m.add_argument("--std", type=floats, help="per-channel std the model expects")
+    add_model_options(m)
     m.add_argument(
         "--data",
         help="clean images (same specs as attack); needed to generate, and for the clean "
@@ -125,14 +117,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     cfg = BenchmarkConfig(
         suite=args.suite,
-        model=args.model,
+        **model_options(args),
         out=args.out,
         data=args.data,
         source=args.source,
-        weights=args.weights,
-        trust_pickle=args.trust_pickle,
-        mean=args.mean,
-        std=args.std,
         names=args.corruptions,
         severities=args.severities,
         difficulty=args.difficulty,

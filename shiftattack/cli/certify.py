@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from shiftattack.cli.options import add_trust_pickle
+from shiftattack.cli.options import add_trust_pickle, model_options
 from shiftattack.defaults import BOUND_ATTACK_STEP, BOUND_BATCH, BOUND_MAX_PIECES, BOUND_MIN_WIDTH, CHUNK_SIZE
 
 __all__ = ["add_certify", "add_verify", "VERIFY_FAILED"]
@@ -118,16 +118,12 @@ def _cmd_certify(args: argparse.Namespace) -> int:
 
     cfg = CertifyConfig(
         method=args.method,
-        model=args.model,
+        **model_options(args),
         data=args.data,
         shifts=args.shifts,
         mode=args.mode,
         out=args.out,
-        weights=args.weights,
-        trust_pickle=args.trust_pickle,
         strict=args.strict,
-        mean=args.mean,
-        std=args.std,
         limit=args.limit,
         resize=args.resize,
         fill=args.fill,

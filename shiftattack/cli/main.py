@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from shiftattack._version import __version__
 from shiftattack.cli.benchmark import add_benchmark, add_corrupt
 from shiftattack.cli.certify import add_certify, add_verify
-from shiftattack.cli.options import add_trust_pickle, floats, positive_int
+from shiftattack.cli.options import add_model_options, floats, model_options, positive_int
 from shiftattack.cli.report import add_demo, add_report
 from shiftattack.cli.stability import add_stability
 from shiftattack.defaults import CHUNK_SIZE
@@ -37,12 +37,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
-    g.add_argument("--model", required=True,
-                   help="registry name, torchvision:NAME, package.module:callable or file.py:callable")
-    g.add_argument("--weights", help="state_dict file (read with torch.load(weights_only=True))")
-    add_trust_pickle(g)
-    g.add_argument("--mean", type=floats, help="per-channel mean the model expects, e.g. 0.485,0.456,0.406")
-    g.add_argument("--std", type=floats, help="per-channel std the model expects")
+    add_model_options(g)
     g.add_argument("--data", required=True,
                    help="ImageFolder dir, ImageFolder .zip[:split], CIFAR-10 batches dir[:split], or .npz")
     g.add_argument("--limit", type=positive_int, help="deterministic class-balanced subset of N images")
@@ -125,7 +120,7 @@ def _add_train(sub) -> None:
         description="Train with SGD (Nesterov), flip + padded random-crop augmentation and a one-cycle "
                     "or cosine schedule; write DIR/model.pt (a state_dict), DIR/checkpoint.pt and "
                     "DIR/train_log.json. The test split (PATH:test for PATH:train) is scored at the end.")
-    t.add_argument("--model", required=True, help="registry name (shiftattack.models.list_models()) or spec")
+    add_model_options(t.add_argument_group("model"), normalization=False)
     t.add_argument("--data", required=True, help="training data spec, e.g. cifar10-jpeg.zip:train")
     t.add_argument("--test-data", help="held-out data spec (default: the :test split of a :train spec)")
     t.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"epochs ({d.epochs})")
@@ -155,7 +150,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from shiftattack.jobs.train import TrainConfig, run_training
 
     cfg = TrainConfig(
-        model=args.model, data=args.data, out=args.out, epochs=args.epochs, test_data=args.test_data,
+        **model_options(args), data=args.data, out=args.out, epochs=args.epochs, test_data=args.test_data,
         limit=args.limit, test_limit=args.test_limit, batch_size=args.batch_size, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         schedule=args.schedule, augment_pad=args.augment_pad, precision=args.precision,
@@ -170,8 +165,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     from shiftattack.jobs.attack import AttackConfig, run_attack
 
     cfg = AttackConfig(
-        model=args.model, data=args.data, shifts=args.shifts, mode=args.mode, out=args.out,
-        weights=args.weights, trust_pickle=args.trust_pickle, mean=args.mean, std=args.std,
+        **model_options(args), data=args.data, shifts=args.shifts, mode=args.mode, out=args.out,
         limit=args.limit, resize=args.resize, strict=args.strict, interp=args.interp, fill=args.fill,
         crop_size=args.crop_size,
         canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode, method=args.attack,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_trust_pickle", "floats", "positive_int"]
+__all__ = ["add_model_options", "add_trust_pickle", "filter_size", "floats", "model_options", "positive_int"]
 
 
 def add_trust_pickle(group) -> None:
-    """``--trust-pickle``: the one way to read a weights file that ``torch.load(weights_only=True)`` refuses."""
+    """``--trust-pickle``: the one way to read a weights file that ``torch.load(weights_only=True)``
+    refuses."""
     group.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -32,3 +33,45 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return value
+
+
+MODEL_HELP = ("registry name, torchvision:NAME, timm:NAME, hf:FOLDER_OR_REPO, package.module:callable or "
+              "file.py:callable")
+
+
+def filter_size(text: str) -> int:
+    """``--antialias`` values: a BlurPool filter size 1 to 7."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 7:
+        raise argparse.ArgumentTypeError(f"expected a blur filter size 1 to 7 (Zhang's Rect-2 = 2, "
+                                         "Tri-3 = 3, "
+                                         f"Bin-5 = 5), got {text!r}")
+    return value
+
+
+def add_model_options(group, *, normalization: bool = True) -> None:
+    """``--model``, ``--weights``, ``--pretrained``, ``--antialias``, ``--trust-pickle``, and
+    (``normalization``) ``--mean``/``--std``."""
+    group.add_argument("--model", required=True, help=MODEL_HELP)
+    group.add_argument("--weights", help="state_dict file (read with torch.load(weights_only=True))")
+    group.add_argument("--pretrained", action="store_true",
+                       help="the library's published weights (torchvision:, timm:, hf:, zoo torchvision "
+                       "baselines) from its cache (TORCH_HOME, HF_HOME), downloaded when online")
+    group.add_argument("--antialias", type=filter_size, metavar="FILTER",
+                       help="anti-alias the model with BlurPool of this filter size (1-7) after loading "
+                       "its weights (Zhang 2019; timm models as timm's aa_layer)")
+    add_trust_pickle(group)
+    if normalization:
+        group.add_argument("--mean", type=floats,
+                           help="per-channel mean the model expects, e.g. 0.485,0.456,0.406 (timm:/hf: "
+                           "models normalise inside; this replaces theirs)")
+        group.add_argument("--std", type=floats, help="per-channel std the model expects")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """The model-loading fields of a job config from :func:`add_model_options`' arguments."""
+    keys = ("model", "weights", "pretrained", "antialias", "trust_pickle", "mean", "std")
+    return {k: getattr(args, k) for k in keys if hasattr(args, k)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shiftattack.cli.options import add_trust_pickle
+from shiftattack.cli.options import add_model_options
 
 __all__ = ["add_stability"]
 
@@ -21,15 +21,7 @@ def add_stability(sub, positive_int, floats) -> None:
         "`shiftattack report` draws.",
     )
     g = p.add_argument_group("model and data")
-    g.add_argument(
-        "--model",
-        required=True,
-        help="registry name, torchvision:NAME, package.module:callable or file.py:callable",
-    )
-    g.add_argument("--weights", help="state_dict file (read with torch.load(weights_only=True))")
-    add_trust_pickle(g)
-    g.add_argument("--mean", type=floats, help="per-channel mean the model expects, e.g. 0.485,0.456,0.406")
-    g.add_argument("--std", type=floats, help="per-channel std the model expects")
+    add_model_options(g)
     g.add_argument(
         "--data",
         required=True,
@@ -88,7 +80,8 @@ def _cmd_stability(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     data = load_dataset(args.data, limit=args.limit, resize=args.resize, progress=not args.quiet,
                         strict=args.strict)
-    model = load_model(args.model, args.weights, args.mean, args.std, trust_pickle=args.trust_pickle).to(device)
+    model = load_model(args.model, args.weights, args.mean, args.std, trust_pickle=args.trust_pickle,
+                       pretrained=args.pretrained, antialias=args.antialias).to(device)
     x, y = data.float_images().to(device), data.labels.to(device)
     if args.crop_size:  # the metrics evaluate under inference_mode themselves
         flip_distance = 8 if args.flip_distance is None else args.flip_distance

@@ -27,7 +27,7 @@ from shiftattack.attacks import AttackResult, VerificationError
 from shiftattack.data import load_dataset
 from shiftattack.errors import DataError, SpecError, check_images
 from shiftattack.jobs.config import RunConfig
-from shiftattack.models import file_sha256, load_model
+from shiftattack.models import load_model, weights_sha256
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
@@ -79,7 +79,7 @@ def _search_kwargs(cfg: AttackConfig, seed: int) -> dict[str, Any]:
 def _identity(cfg: AttackConfig, data) -> dict[str, Any]:
     """What the stored units depend on: the options, the weights file's and the data's content."""
     keep = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite", "resume", "device")}
-    weights = file_sha256(cfg.weights) if cfg.weights else None  # a file replaced in place differs
+    weights = weights_sha256(cfg.model, cfg.weights, cfg.pretrained)  # a file replaced in place differs
     return {**keep, "weights_sha256": weights, "data_fingerprint": data.fingerprint(), "version": __version__}
 
 
@@ -145,7 +145,8 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
         raise DataError(f"{cfg.data} holds no images")
     if cfg.canvas_pad and cfg.mode != "crop":
         raise SpecError("--canvas-pad applies to --mode crop only")
-    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle)
+    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle,
+                       pretrained=cfg.pretrained, antialias=cfg.antialias)
     ctx.sync_model(model)
 
     def images(lo: int, hi: int) -> torch.Tensor:
@@ -187,7 +188,9 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     info["chunk_size"] = cfg.chunk_size
     result = merge_chunks(threat, template.name, template.exact, info, list(chunks.values()))
     doc = result.to_json(torch.tensor([r["index"] for c in chunks.values() for r in c["images"]]))
-    doc["model"] = {"spec": cfg.model, "weights": cfg.weights, "mean": cfg.mean, "std": cfg.std}
+    doc["model"] = {"spec": cfg.model, "weights": cfg.weights, "pretrained": cfg.pretrained,
+                    "antialias": cfg.antialias, "mean": cfg.mean, "std": cfg.std,
+                    "weights_sha256": weights_sha256(cfg.model, cfg.weights, cfg.pretrained)}
     doc["data"] = {"spec": cfg.data, "limit": cfg.limit, "resize": cfg.resize, "n_images": n,
                    "image_size": list(data.images.shape[-2:])}
     doc["versions"] = {"shiftattack": __version__, "torch": torch.__version__}

@@ -25,7 +25,7 @@ from shiftattack.certify.methods import build_threat, certify_chunk, check_model
 from shiftattack.defaults import BOUND_ATTACK_STEP, BOUND_BATCH, BOUND_MAX_PIECES, BOUND_MIN_WIDTH, CHUNK_SIZE
 from shiftattack.errors import ShiftAttackError, SpecError
 from shiftattack.jobs.config import RunConfig
-from shiftattack.models.loading import file_sha256
+from shiftattack.models.loading import weights_sha256
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
@@ -73,14 +73,14 @@ def load_inputs(cfg: CertifyConfig, progress: bool = False) -> Inputs:
     """
     data, model, images = load_images_and_model(
         cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
-        trust_pickle=cfg.trust_pickle,
+        trust_pickle=cfg.trust_pickle, pretrained=cfg.pretrained, antialias=cfg.antialias,
         strict=cfg.strict,
         resize=cfg.resize, mode=cfg.mode, canvas_pad=cfg.canvas_pad, canvas_pad_mode=cfg.canvas_pad_mode,
         fill=cfg.fill, progress=progress,
     )
     threat = build_threat(cfg, tuple(images.shape[-2:]))
     fingerprints = {
-        "weights_sha256": file_sha256(cfg.weights) if cfg.weights else None,
+        "weights_sha256": weights_sha256(cfg.model, cfg.weights, cfg.pretrained),
         "state_sha256": state_sha256(model),
         "data_sha256": data.fingerprint(),
     }
@@ -100,6 +100,8 @@ def config_from_document(doc: dict[str, Any], device: str = "auto",
             mode=t["mode"],
             out="",
             weights=m.get("weights"),
+            pretrained=bool(m.get("pretrained", False)),
+            antialias=m.get("antialias"),
             trust_pickle=trust_pickle,
             mean=m.get("mean"),
             std=m.get("std"),
@@ -217,6 +219,8 @@ def _document(
         "model": {
             "spec": cfg.model,
             "weights": cfg.weights,
+            "pretrained": cfg.pretrained,
+            "antialias": cfg.antialias,
             "mean": cfg.mean,
             "std": cfg.std,
             "weights_sha256": fingerprints["weights_sha256"],

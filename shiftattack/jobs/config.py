@@ -19,7 +19,8 @@ class RunConfig:
     """Model, data, threat and run options shared by the ``attack`` and ``certify`` jobs.
 
     Attributes:
-        model: a ``--model`` spec; weights, trust_pickle, mean, std: how to load it.
+        model: a ``--model`` spec; weights, pretrained, antialias, trust_pickle, mean, std: how to
+            load it (:func:`~shiftattack.models.load_model`).
         data: a ``--data`` spec; limit, resize, strict: how to read it.
         shifts: a ``--shifts`` spec; mode: the border mode; fill: the vacated value (zero mode).
         crop_size: (h, w) windows in crop mode; canvas_pad, canvas_pad_mode: the canvas (px).
@@ -34,6 +35,8 @@ class RunConfig:
     mode: str
     out: str
     weights: str | None = None
+    pretrained: bool = False
+    antialias: int | None = None
     trust_pickle: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None

@@ -30,6 +30,7 @@ from shiftattack.data import load_dataset
 from shiftattack.errors import DataError, ModelError, OutputError, SpecError
 from shiftattack.jobs.train_config import TrainConfig
 from shiftattack.models import create_model, file_sha256, is_model, load_model
+from shiftattack.models.antialias import antialias
 from shiftattack.models.smoothness import filter_smoothness
 from shiftattack.models.train import bf16_is_fast, evaluate_accuracy, train_classifier
 from shiftattack.runtime.engine import resolve_device
@@ -47,10 +48,26 @@ def _num_classes(labels: torch.Tensor, classes: list[str] | None) -> int:
     return len(classes) if classes else int(labels.max()) + 1
 
 
-def _build_model(spec: str, num_classes: int) -> torch.nn.Module:
-    if is_model(spec):
-        return create_model(spec, num_classes=num_classes)
-    return load_model(spec)
+def _build_model(cfg: TrainConfig, num_classes: int, sample: torch.Tensor) -> torch.nn.Module:
+    """The model to train: registry models get ``num_classes`` outputs; others must give them.
+
+    ``sample``: one (1, 3, H, W) float image, to count the outputs of a library or factory model.
+    A timm model with another class count gets a new classifier (``reset_classifier``), as for
+    fine-tuning published weights on a new dataset.
+    """
+    if is_model(cfg.model) and cfg.weights is None and not cfg.pretrained:
+        model = create_model(cfg.model, num_classes=num_classes)
+        return model if cfg.antialias is None else antialias(model, filter_size=cfg.antialias, inplace=True)
+    model = load_model(cfg.model, cfg.weights, trust_pickle=cfg.trust_pickle, pretrained=cfg.pretrained,
+                       antialias=cfg.antialias)
+    with torch.no_grad():
+        outputs = model.eval()(sample).shape[-1]
+    if outputs != num_classes and hasattr(model, "reset_classifier"):
+        model.reset_classifier(num_classes)
+    elif outputs != num_classes:
+        raise ModelError(f"{cfg.model} gives {outputs} logits but the data has {num_classes} classes; "
+                         "give a model (or weights) with that many outputs")
+    return model
 
 
 def _smoothness(model: torch.nn.Module) -> dict[str, Any] | None:
@@ -85,7 +102,7 @@ def run_training(cfg: TrainConfig, progress: bool = True, log=print) -> dict[str
     test = load_dataset(test_spec, limit=cfg.test_limit, progress=progress) if test_spec else None
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = _build_model(cfg.model, _num_classes(train.labels, train.classes))
+    model = _build_model(cfg, _num_classes(train.labels, train.classes), train.images[:1].float().div(255))
     resume_state, epochs_log = None, []
     if cfg.resume:
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)

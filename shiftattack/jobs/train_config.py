@@ -15,6 +15,10 @@ class TrainConfig:
     model: str
     data: str
     out: str
+    weights: str | None = None
+    pretrained: bool = False
+    antialias: int | None = None
+    trust_pickle: bool = False
     epochs: int = 15
     test_data: str | None = None
     limit: int | None = None

@@ -14,7 +14,14 @@ from shiftattack.models.blurpool import (
 )
 from shiftattack.models.cifar import CifarConvNet
 from shiftattack.models.cmod_models import TwinFit, cmod_alexnet, cmod_resnet, twin
-from shiftattack.models.loading import Normalize, file_sha256, load_model, load_weights
+from shiftattack.models.loading import (
+    Normalize,
+    file_sha256,
+    load_model,
+    load_weights,
+    weights_file,
+    weights_sha256,
+)
 from shiftattack.models.small import SmallCNN
 from shiftattack.models.train import evaluate_accuracy, train_classifier
 
@@ -42,6 +49,8 @@ __all__ = [
     "is_model",
     "list_models",
     "load_model",
+    "weights_file",
+    "weights_sha256",
     "load_weights",
     "register_model",
     "train_classifier",

@@ -30,6 +30,10 @@ MobileNetV2     stem conv keeps stride 2; a strided block's depthwise conv gets 
                 (``classifier.0``): the package's MobileNetV2 has no dropout.
 ==============  =============================================================================
 
+timm ResNet / ResNet-D, EfficientNet, MobileNetV3, RegNet and ConvNeXt models get the
+recipes of :mod:`~shiftattack.models.antialias_timm`: the blur goes where timm's own
+``aa_layer`` puts it (``resnetblur18`` is ``antialias(timm resnet18, 3)``).
+
 Any other model gets the generic rule. Inside a plain ``nn.Sequential`` (whose
 forward order is its child order) replacements are flattened into it:
 ``MaxPool(k, s)`` -> ``MaxPool(k, 1)`` + ``BlurPool(s)``; ``AvgPool(k, s)`` ->
@@ -68,11 +72,12 @@ from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from shiftattack.errors import ConversionError, ConversionWarning, SpecError
+from shiftattack.models.antialias_timm import convert_timm, timm_family
 from shiftattack.models.blurpool import BlurPool2d, MaxBlurPool2d, _check_args
 
 __all__ = ["ARCHS", "antialias", "detect_arch"]
 
-ARCHS = ("resnet", "vgg", "alexnet", "densenet", "mobilenet_v2", "generic")
+ARCHS = ("resnet", "vgg", "alexnet", "densenet", "mobilenet_v2", "timm", "generic")
 
 _NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LocalResponseNorm)
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
@@ -85,6 +90,8 @@ def detect_arch(model: nn.Module) -> str:
                       (MobileNetV2, "mobilenet_v2")):
         if isinstance(model, cls):
             return arch
+    if timm_family(model) is not None:
+        return "timm"
     return "generic"
 
 
@@ -413,5 +420,6 @@ _CONVERTERS = {
     "alexnet": _alexnet,
     "densenet": _densenet,
     "mobilenet_v2": _mobilenet_v2,
+    "timm": lambda model, filter_size, pad_mode: convert_timm(model, filter_size, pad_mode, _generic),
     "generic": _generic,
 }

@@ -3,12 +3,19 @@
 Model specs (DESIGN.md ``--model``):
 
 * a registry name (``shiftattack.models.list_models()``), e.g. ``small_cnn``;
-* ``torchvision:NAME`` — ``torchvision.models.get_model(NAME, weights=None)``;
+* ``torchvision:NAME`` — ``torchvision.models.get_model(NAME, weights=None)`` (no input
+  normalisation: give ``--mean``/``--std``), or with ``pretrained`` torchvision's default
+  published weights and their normalisation inside;
+* ``timm:NAME`` — ``timm.create_model(NAME)``, its ``pretrained_cfg`` mean/std inside
+  (:func:`~shiftattack.models.libraries.timm_model`; ``pip install 'shiftattack[timm]'``);
+* ``hf:FOLDER`` or ``hf:ORG/NAME`` — a ``transformers`` image classifier, its image processor's
+  normalisation inside (:func:`~shiftattack.models.libraries.hf_model`; ``'shiftattack[hf]'``);
 * ``package.module:callable`` — an importable factory;
 * ``path/to/file.py:callable`` — a factory in a Python file.
 
 Every factory is called without arguments and must return an ``nn.Module``
-mapping (N, 3, H, W) floats in [0, 1] to logits (N, classes). Weights are read
+mapping (N, 3, H, W) floats in [0, 1] to logits (N, classes). ``pretrained`` loads the
+library's published weights through its own cache (:mod:`~shiftattack.models.published`). Weights are read
 with ``torch.load(weights_only=True)`` (never unpickling code); a state_dict that
 does not match gets a message listing the missing and unexpected keys and the
 shape mismatches.
@@ -28,15 +35,24 @@ from torch import Tensor, nn
 
 from shiftattack.errors import ModelError, SpecError
 from shiftattack.models._registry import create_model, is_model, list_models
+from shiftattack.models.antialias import antialias as _antialias
+from shiftattack.models.libraries import HFImageClassifier, hf_folder, hf_model, timm_model
+from shiftattack.models.normalize import add_input_normalization
+from shiftattack.models.published import timm_weights, torchvision_weights
 from shiftattack.models.weights import (  # noqa: F401  (also importable from here)
     _load_state,
     classes_in_weights,
     file_sha256,
     load_weights,
     read_state_dict,
+    state_matches,
 )
 
-__all__ = ["Normalize", "load_model", "load_weights", "file_sha256"]
+#: spec prefixes of model libraries (``PREFIX:NAME``)
+LIBRARY_PREFIXES = ("torchvision", "timm", "hf")
+
+__all__ = ["LIBRARY_PREFIXES", "Normalize", "file_sha256", "load_model", "load_weights", "weights_file",
+           "weights_sha256"]
 
 
 class Normalize(nn.Module):
@@ -66,11 +82,18 @@ class Normalize(nn.Module):
 
 
 def _split_spec(spec: str) -> tuple[str, str]:
+    for prefix in LIBRARY_PREFIXES:  # the name may hold colons or slashes (hf:ORG/NAME, hf:C:/folder)
+        if spec.startswith(prefix + ":"):
+            name = spec[len(prefix) + 1:]
+            if not name:
+                raise SpecError(f"invalid model spec {spec!r}: give a name after {prefix}:")
+            return prefix, name
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
         raise SpecError(
             f"invalid model spec {spec!r}; expected a registered name ({', '.join(list_models())}), "
-            "torchvision:NAME, package.module:callable or path/to/file.py:callable")
+            "torchvision:NAME, timm:NAME, hf:FOLDER_OR_REPO, package.module:callable or "
+            "path/to/file.py:callable")
     return target, name
 
 
@@ -92,17 +115,55 @@ def _factory_from_file(path: Path, name: str):
     return getattr(module, name)
 
 
-def _build(spec: str) -> nn.Module:
-    if is_model(spec):
-        return create_model(spec)
-    target, name = _split_spec(spec)
-    if target == "torchvision":
-        import torchvision
+def _torchvision(name: str, pretrained: bool, num_classes: int | None) -> nn.Module:
+    """torchvision's ``name``: random weights and no normalisation, or (pretrained) the published weights
+    with their normalisation inside."""
+    import torchvision
 
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if not pretrained:
         try:
-            return torchvision.models.get_model(name, weights=None)
+            return torchvision.models.get_model(name, weights=None, **kwargs)
         except ValueError as exc:
             raise SpecError(f"unknown torchvision model {name!r}: {exc}") from None
+    _, weights = torchvision_weights(name)  # cached (or downloaded) first, so torchvision finds the file
+    model = torchvision.models.get_model(name, weights=weights)
+    if num_classes is not None and num_classes != len(weights.meta["categories"]):
+        model = torchvision.models.get_model(name, weights=None, **kwargs)  # weights of another class count
+    transform = weights.transforms()
+    return add_input_normalization(model, tuple(transform.mean), tuple(transform.std))
+
+
+def _registry(spec: str, pretrained: bool, num_classes: int | None) -> nn.Module:
+    model = create_model(spec) if num_classes is None else create_model(spec, num_classes=num_classes)
+    if pretrained:
+        from shiftattack.models.zoo import ARCHS
+
+        if spec not in ARCHS:
+            raise SpecError(f"--pretrained: {spec!r} has no published weights (the zoo's torchvision "
+                            "baselines "
+                            f"{', '.join(ARCHS)} have torchvision's); give --weights FILE")
+        import torchvision
+
+        _, weights = torchvision_weights(spec)
+        model.load_state_dict(torchvision.models.get_model(spec, weights=weights).state_dict())
+    return model
+
+
+def _build(spec: str, pretrained: bool = False, num_classes: int | None = None) -> nn.Module:
+    if is_model(spec):
+        return _registry(spec, pretrained, num_classes)
+    target, name = _split_spec(spec)
+    if target == "torchvision":
+        return _torchvision(name, pretrained, num_classes)
+    if target == "timm":
+        return timm_model(name, pretrained, num_classes)
+    if target == "hf":
+        return hf_model(name, pretrained)
+    if pretrained:
+        raise SpecError(f"--pretrained applies to zoo names, torchvision:, timm: and hf: specs; {spec!r} "
+                        "is a "
+                        "factory: load its weights with --weights FILE (or in the factory)")
     if target.endswith(".py"):
         factory = _factory_from_file(Path(target), name)
     else:
@@ -124,29 +185,103 @@ def _build(spec: str) -> nn.Module:
     return model
 
 
+def _resizable(spec: str) -> bool:
+    """Whether ``spec``'s builder takes a class count (a weights file of another count rebuilds the model)."""
+    return is_model(spec) or spec.startswith(("torchvision:", "timm:"))
+
+
+def _set_normalization(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    """Replace the input normalisation a library model applies inside (``input_mean``/``input_std``)."""
+    channels = model.input_mean.shape[1]
+    if len(mean) != channels or len(std) != channels or any(s <= 0 for s in std):
+        raise SpecError(f"--mean and --std need {channels} values each (std > 0), got {list(mean)} and "
+                        f"{list(std)}")
+    model.register_buffer("input_mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1),
+                          persistent=False)
+    model.register_buffer("input_std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1),
+                          persistent=False)
+
+
+def weights_file(spec: str, weights: str | Path | None = None, pretrained: bool = False) -> Path | None:
+    """The file that holds the weights :func:`load_model` loads for these arguments (None: random weights).
+
+    ``weights`` itself; else with ``pretrained`` the library's cached file; else, for ``hf:FOLDER``,
+    the folder's weights file. Resolving a pretrained file may download it (see
+    :mod:`~shiftattack.models.published`).
+    """
+    if weights is not None:
+        return Path(weights)
+    if spec.startswith("hf:"):
+        folder = hf_folder(spec[3:], pretrained)
+        for name in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                     "pytorch_model.bin.index.json"):
+            if (folder / name).is_file():
+                return (folder / name).resolve()
+        return None
+    if not pretrained:
+        return None
+    if spec.startswith("timm:"):
+        return timm_weights(spec[5:]).file
+    name = spec[len("torchvision:"):] if spec.startswith("torchvision:") else spec
+    return torchvision_weights(name)[0]
+
+
+def weights_sha256(spec: str, weights: str | Path | None = None, pretrained: bool = False) -> str | None:
+    """sha256 of :func:`weights_file` (None: random weights): the weights fingerprint of a run."""
+    path = weights_file(spec, weights, pretrained)
+    return None if path is None else file_sha256(path)
+
+
 def load_model(
     spec: str,
     weights: str | Path | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     trust_pickle: bool = False,
+    pretrained: bool = False,
+    antialias: int | None = None,
 ) -> nn.Module:
-    """Build the model of ``spec``, load ``weights`` and wrap it in :class:`Normalize`.
+    """Build the model of ``spec``, load its weights, optionally anti-alias it, and normalise its input.
 
-    ``trust_pickle`` allows a weights file that only full unpickling reads (see
-    :func:`read_state_dict`). Returns the model in eval mode on the CPU; its input is
-    (N, 3, H, W) in [0, 1].
+    Args:
+        spec: see the module docstring.
+        weights: a state_dict file; for ``hf:`` specs it loads into the transformers model.
+        mean, std: the input normalisation; wraps the model in :class:`Normalize`, except for
+            models that normalise inside (``timm:``, ``hf:``, pretrained ``torchvision:``), whose
+            own normalisation they replace.
+        trust_pickle: allow a weights file that only full unpickling reads (see :func:`read_state_dict`).
+        pretrained: the library's published weights (zoo torchvision baselines, ``torchvision:``,
+            ``timm:``, ``hf:``), from its cache or downloaded (:mod:`~shiftattack.models.published`).
+        antialias: a BlurPool filter size: :func:`~shiftattack.models.antialias` the model. A weights
+            file saved from an anti-aliased model loads into the converted layout; any other into the
+            baseline before it is converted (the fine-tuning start of Zhang, 2019).
+
+    Returns:
+        the model in eval mode on the CPU; its input is (N, 3, H, W) in [0, 1].
     """
-    model = _build(spec)
-    if weights is not None:
-        state = read_state_dict(weights, trust_pickle)
-        if is_model(spec):  # a registry model trained on another number of classes (e.g. the demo's 8)
-            classes = classes_in_weights(model, state)
-            if classes is not None:
-                model = create_model(spec, num_classes=classes)
-        _load_state(model, state, Path(weights))
+    if weights is not None and pretrained:
+        raise SpecError("give --weights FILE or --pretrained, not both")
     if (mean is None) != (std is None):
         raise SpecError("give both --mean and --std, or neither")
+    model = _build(spec, pretrained)
+    if weights is not None:
+        state = read_state_dict(weights, trust_pickle)
+        target = model.model if isinstance(model, HFImageClassifier) else model
+        if _resizable(spec):  # weights trained on another number of classes (e.g. the demo's 8)
+            classes = classes_in_weights(target, state)
+            if classes is not None:
+                model = target = _build(spec, pretrained, num_classes=classes)
+        if antialias is not None:
+            converted = _antialias(model, filter_size=antialias)
+            inner = converted.model if isinstance(converted, HFImageClassifier) else converted
+            if state_matches(inner, state):
+                target, model, antialias = inner, converted, None
+        _load_state(target, state, Path(weights))
+    if antialias is not None:
+        model = _antialias(model, filter_size=antialias)
     if mean is not None and std is not None:
-        model = Normalize(model, mean, std)
+        if hasattr(model, "input_mean") and not is_model(spec):
+            _set_normalization(model, mean, std)
+        else:
+            model = Normalize(model, mean, std)
     return model.eval()

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from shiftattack.errors import ModelError
 from shiftattack.models.compat import adapt_state_dict
 
-__all__ = ["file_sha256", "load_weights", "read_state_dict", "classes_in_weights"]
+__all__ = ["file_sha256", "load_weights", "read_state_dict", "classes_in_weights", "state_matches"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -54,6 +54,15 @@ def _mismatch_message(model: nn.Module, state: Mapping[str, Tensor], path: Path)
     if shapes:
         lines.append(f"  shape mismatches: {few(shapes)}")
     return "\n".join(lines)
+
+
+def state_matches(model: nn.Module, state: Mapping[str, Tensor]) -> bool:
+    """Whether ``state`` (after the known layout adaptations) has exactly ``model``'s keys and shapes."""
+    try:
+        adapted = adapt_state_dict(model, state)
+    except ModelError:  # a saved blur filter of another size: another layout
+        return False
+    return _mismatch_message(model, adapted, Path("-")) is None
 
 
 def load_weights(model: nn.Module, path: str | Path, trust_pickle: bool = False) -> nn.Module:

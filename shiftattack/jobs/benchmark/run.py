@@ -35,7 +35,7 @@ from shiftattack.jobs.benchmark.sources import (
     p_unit_length,
 )
 from shiftattack.metrics.corruption import ALEXNET, Reference, flip_counts, load_reference, t5d_sums
-from shiftattack.models import file_sha256, load_model
+from shiftattack.models import load_model, weights_sha256
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
@@ -60,6 +60,8 @@ class BenchmarkConfig:
     data: str | None = None
     source: str = "generated"
     weights: str | None = None
+    pretrained: bool = False
+    antialias: int | None = None
     trust_pickle: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -119,6 +121,8 @@ def _identity(cfg: BenchmarkConfig, clean: LabeledImages | None) -> dict[str, An
         "suite",
         "model",
         "weights",
+        "pretrained",
+        "antialias",
         "mean",
         "std",
         "data",
@@ -129,7 +133,8 @@ def _identity(cfg: BenchmarkConfig, clean: LabeledImages | None) -> dict[str, An
         "seed",
     )
     ident = {k: v for k, v in asdict(cfg).items() if k in keep}
-    ident["weights_sha256"] = file_sha256(cfg.weights) if cfg.weights else None  # replaced in place: differs
+    # a file replaced in place differs
+    ident["weights_sha256"] = weights_sha256(cfg.model, cfg.weights, cfg.pretrained)
     ident["data_fingerprint"] = clean.fingerprint() if clean is not None else None
     return ident
 
@@ -164,7 +169,8 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
     ctx = current()
     show = progress and ctx.is_main
     device = resolve_device(ctx.device(cfg.device))
-    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle)
+    model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle,
+                       pretrained=cfg.pretrained, antialias=cfg.antialias)
     model = ctx.sync_model(model)
     runner = ModelRunner(model, device)
     clean = None
@@ -191,7 +197,9 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
     doc = {
         "suite": suite.name,
         **doc,
-        "model": {"spec": cfg.model, "weights": cfg.weights, "mean": cfg.mean, "std": cfg.std},
+        "model": {"spec": cfg.model, "weights": cfg.weights, "pretrained": cfg.pretrained,
+                  "antialias": cfg.antialias, "mean": cfg.mean, "std": cfg.std,
+                  "weights_sha256": weights_sha256(cfg.model, cfg.weights, cfg.pretrained)},
         "data": {
             "spec": cfg.data,
             "source": source,
