@@ -92,6 +92,16 @@ def test_benchmark_two_processes_equal_one(tmp_path, weights):
     assert len(list((two / "units").glob("*__s*.json"))) == 6
 
 
+def test_compare_two_processes_equal_one(tmp_path, weights):
+    models = tmp_path / "models.csv"  # the same model under two more names: 3 models x 4 units for 2 ranks
+    models.write_text(f"name,spec,weights\nsecond,small_cnn,{weights}\nthird,small_cnn,{weights}\n")
+    args = ["compare", "--model", f"small_cnn@{weights}", "--models", str(models), "--data", "synthetic:test",
+            "--limit", "12", "--radius", "1", "--consistency-repeats", "1"]
+    one, two = _both(tmp_path, args)
+    _same(one, two, "leaderboard.json", "leaderboard.csv", "leaderboard.html")
+    assert json.loads((two / "timing.json").read_text())["units"] == 12
+
+
 def test_errors_under_torchrun_are_clear_and_write_nothing(tmp_path, weights):
     out = tmp_path / "taken"
     out.mkdir()

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from _browser import dump_dom
 
 from shiftattack.cli import main
 
@@ -63,33 +64,10 @@ def test_report_refuses_missing_and_foreign_inputs(tmp_path, capsys):
     assert not (tmp_path / "r" / "report.html").exists()
 
 
-def _browser() -> str:
-    """A headless Chromium: found on PATH, or installed with apt where this process may (root)."""
-    import os
-    import shutil
-    import subprocess
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900)
-        if shutil.which("chromium"):
-            return shutil.which("chromium")
-    pytest.skip("no headless Chromium: install Debian's chromium (apt-get install chromium) to run this test")
-
-
 def test_report_renders_in_a_real_browser_with_its_figures(results, tmp_path):
-    import subprocess
-
-    browser = _browser()
     out = tmp_path / "report"
     assert main(["report", str(results), "--out", str(out)]) == 0
-    dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom",
-         (out / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+    dom = dump_dom(out / "report.html")
     assert "<h2>Certificates</h2>" in dom
     assert 'data-figures-rendered="2"' in dom  # both figures decoded by the browser
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from shiftattack._version import __version__
 from shiftattack.cli.benchmark import add_benchmark, add_corrupt
 from shiftattack.cli.certify import add_certify, add_verify
+from shiftattack.cli.compare import add_compare
 from shiftattack.cli.options import add_model_options, floats, model_options, positive_int
 from shiftattack.cli.report import add_demo, add_report
 from shiftattack.cli.stability import add_stability
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     add_benchmark(sub)
     add_corrupt(sub)
+    add_compare(sub)
     return parser
 
 
@@ -180,10 +182,10 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 
 
 #: commands that ``torchrun`` can run on several processes
-DISTRIBUTED = ("attack", "benchmark", "certify")
+DISTRIBUTED = ("attack", "benchmark", "certify", "compare")
 
 #: commands that keep their finished work (units, chunks, epoch checkpoints) for ``--resume``
-RESUMABLE = ("attack", "benchmark", "certify", "corrupt", "train")
+RESUMABLE = ("attack", "benchmark", "certify", "compare", "corrupt", "train")
 
 
 def _interrupted_message(command: str) -> str:

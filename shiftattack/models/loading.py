@@ -210,6 +210,8 @@ def weights_file(spec: str, weights: str | Path | None = None, pretrained: bool 
     :mod:`~shiftattack.models.published`).
     """
     if weights is not None:
+        if not Path(weights).is_file():
+            raise ModelError(f"weights file not found: {weights}")
         return Path(weights)
     if spec.startswith("hf:"):
         folder = hf_folder(spec[3:], pretrained)
