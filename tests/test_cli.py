@@ -199,7 +199,7 @@ def test_help_does_not_import_torch():
     code = (
         "import sys\nfrom shiftattack.cli import main\n"
         "for c in ([], ['attack'], ['certify'], ['verify'], ['benchmark'], ['corrupt'], ['train'],\n"
-        "          ['stability'], ['demo'], ['report']):\n"
+        "          ['stability'], ['demo'], ['report'], ['compare']):\n"
         "    try:\n        main([*c, '--help'])\n    except SystemExit:\n        pass\n"
         "print('torch' in sys.modules, 'numpy' in sys.modules, file=sys.stderr)\n"
     )
