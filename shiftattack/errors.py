@@ -22,6 +22,7 @@ __all__ = [
     "ModelError",
     "OutputError",
     "ConversionError",
+    "NonFiniteLogits",
     "PeerFailed",
     "ShiftAttackWarning",
     "DataWarning",
@@ -50,6 +51,40 @@ class DataError(ShiftAttackError):
 
 class ModelError(ShiftAttackError):
     """A model cannot be loaded or returns something other than (N, classes) logits."""
+
+
+class NonFiniteLogits(ModelError):
+    """The model returned NaN or Inf logits.
+
+    Attributes:
+        row: the first such row of the batch the model was given.
+        image, shift: the first such image (position in the attack's images, or its index in the
+            data once renumbered) and its shift (dx, dy[, angle]); None until an attack locates them.
+    """
+
+    def __init__(self, row: int, image: int | None = None, shift: tuple[float, ...] | None = None) -> None:
+        self.row, self.image, self.shift = row, image, shift
+        where = "" if image is None else (
+            f" for image {image}" + ("" if shift is None else f" under the shift {_shift_text(shift)}")
+            + " (the first such input)")
+        super().__init__(f"the model returned NaN or Inf logits{where}; expected finite values (check the "
+                         "model's forward, its weights file, and its input normalisation)")
+
+    def at(self, image: int, shift) -> NonFiniteLogits:
+        """The same error naming ``image`` and its ``shift`` (a tensor or sequence of dx, dy[, angle])."""
+        values = tuple(round(float(v), 6) for v in (shift.tolist() if hasattr(shift, "tolist") else shift))
+        return NonFiniteLogits(self.row, image, values)
+
+    def renumbered(self, offset: int, indices) -> NonFiniteLogits:
+        """The same error naming the image by its index in the data: ``indices[offset + image]``."""
+        if self.image is None:
+            return self
+        return NonFiniteLogits(self.row, int(indices[offset + self.image]), self.shift)
+
+
+def _shift_text(shift: tuple[float, ...]) -> str:
+    names = ("dx", "dy", "angle")
+    return "(" + ", ".join(f"{n}={v:g}" for n, v in zip(names, shift, strict=False) if n != "angle" or v) + ")"
 
 
 class ConversionError(ModelError):

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "shiftattack"
 
 #: top-level part of a module name -> layer (higher layers may import lower ones)
 LAYERS = {
-    "errors": 0, "defaults": 0, "_version": 0,
+    "errors": 0, "defaults": 0, "_version": 0, "_progress": 0,
     "shifts": 1, "models": 1, "data": 1, "runtime": 1, "threats": 1,
     "attacks": 2, "certify": 2, "metrics": 2, "corruptions": 2, "report": 2,
     "api": 3,

@@ -71,7 +71,10 @@ def test_pickled_model_loads_only_when_trusted(tmp_path):
     loaded = load_weights(SmallCNN(width=8), tmp_path / "whole.pt", trust_pickle=True)
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), loaded.state_dict().values(),
                                                   strict=True))
-    (tmp_path / "broken.pt").write_bytes(b"this is not a pickle")
+    (tmp_path / "text.pt").write_bytes(b"this is not a pickle")  # no pickle at all: said so, not unpickled
+    with pytest.raises(ModelError, match="not a PyTorch checkpoint .* and not safetensors"):
+        load_weights(SmallCNN(width=8), tmp_path / "text.pt", trust_pickle=True)
+    (tmp_path / "broken.pt").write_bytes(b"\x80\x04this pickle is cut short")  # a damaged pickle
     with pytest.raises(ModelError, match="cannot unpickle"):
         load_weights(SmallCNN(width=8), tmp_path / "broken.pt", trust_pickle=True)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from shiftattack.errors import ShapeError, ShiftAttackError, check_images
+from shiftattack.errors import NonFiniteLogits, ShapeError, ShiftAttackError, check_images
 from shiftattack.runtime.engine import ModelRunner, margins
 from shiftattack.shifts.threats import ThreatModel
 
@@ -279,7 +279,10 @@ class Attack:
         for s in range(0, images.shape[0], self.batch_size):
             p = params[s : s + self.batch_size].to(runner.device)
             index = torch.arange(s, min(s + self.batch_size, images.shape[0]), device=images.device)
-            out.append(runner(self.threat.apply_to(images, index, p)))
+            try:
+                out.append(runner(self.threat.apply_to(images, index, p)))
+            except NonFiniteLogits as exc:  # name the image and the shift, not a row of a batch
+                raise exc.at(s + exc.row, p[exc.row]) from None
         if not out:
             return torch.zeros(0, runner.num_classes or 1, device=runner.device)
         return torch.cat(out)

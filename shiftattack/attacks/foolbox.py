@@ -28,7 +28,7 @@ from torch import Tensor
 
 from shiftattack.attacks.base import Attack, AttackResult, Search
 from shiftattack.attacks.grid import GridAttack
-from shiftattack.errors import ShiftAttackError
+from shiftattack.errors import ShiftAttackError, SpecError
 from shiftattack.runtime.engine import ModelRunner
 from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
@@ -36,13 +36,15 @@ __all__ = ["FoolboxSpatialAttack", "GridShiftAttack", "foolbox_translation_to_sh
 
 
 def _foolbox():
+    """(foolbox, its rotate_and_shift, eagerpy), or SpecError naming the extra to install."""
     try:
+        import eagerpy
         import foolbox
         from foolbox.attacks.spatial_attack_transformations import rotate_and_shift
     except ImportError as exc:
-        raise ShiftAttackError(
-            "foolbox is not installed; install it with: pip install 'shiftattack[foolbox]'") from exc
-    return foolbox, rotate_and_shift
+        raise SpecError(f"--attack foolbox needs foolbox and eagerpy ({exc.name or exc} is missing); install "
+                        "them with: pip install 'shiftattack[foolbox]'") from None
+    return foolbox, rotate_and_shift, eagerpy
 
 
 def foolbox_translation_to_shift(t: float, size: int) -> float:
@@ -55,9 +57,7 @@ class _FoolboxTransform(ThreatModel):
     """foolbox's rotate-and-shift, parametrised by our (dx, dy, angle) convention."""
 
     def apply(self, x: Tensor, params: Tensor) -> Tensor:
-        import eagerpy as ep
-
-        _, rotate_and_shift = _foolbox()
+        _, rotate_and_shift, ep = _foolbox()
         h, w = x.shape[-2:]
         out = torch.empty_like(x)
         for row in params.unique(dim=0):
@@ -83,6 +83,7 @@ class FoolboxSpatialAttack(Attack):
 
     def __init__(self, *, max_translation: float = 3, num_translations: int = 7,
                  max_rotation: float = 0, num_rotations: int = 1, batch_size: int = 256) -> None:
+        _foolbox()  # a missing extra is named now, before any output is written
         spec = f"rt:{max_translation}:{max_rotation}:{num_translations}:{num_rotations}"
         threat = _FoolboxTransform(parse_shifts(spec), mode="zero", interpolation="bilinear")
         super().__init__(threat, batch_size=batch_size)
@@ -95,8 +96,7 @@ class FoolboxSpatialAttack(Attack):
 
     def search(self, runner: ModelRunner, images: Tensor, labels: Tensor, clean_margin: Tensor,
                progress: bool) -> Search:
-        fb, rotate_and_shift = _foolbox()
-        import eagerpy as ep
+        fb, rotate_and_shift, ep = _foolbox()
 
         model = runner.model
         if not isinstance(model, torch.nn.Module):

@@ -7,8 +7,8 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.attacks.base import Attack, Search
 from shiftattack.runtime.engine import ModelRunner, margins
 from shiftattack.shifts.threats import ThreatModel

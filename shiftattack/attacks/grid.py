@@ -8,10 +8,10 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.attacks.base import Attack, Search, batch_dependence
-from shiftattack.errors import SpecError
+from shiftattack.errors import NonFiniteLogits, SpecError
 from shiftattack.runtime.engine import ModelRunner, margins
 from shiftattack.shifts.threats import ThreatModel
 
@@ -181,7 +181,10 @@ class GridAttack(Attack):
                   state: _State, schedule: _Schedule) -> None:
         """One forward pass over pairs (mi, ii); updates the per-image state in place."""
         dev = images.device
-        logits = runner(self.threat.apply_to(images, ii.to(dev), self.members[mi].to(dev)))
+        try:
+            logits = runner(self.threat.apply_to(images, ii.to(dev), self.members[mi].to(dev)))
+        except NonFiniteLogits as exc:  # name the image and the shift, not a row of a batch
+            raise exc.at(int(ii[exc.row]), self.members[mi[exc.row]]) from None
         lab = labels[ii.to(dev)]
         marg = margins(logits, lab).double().cpu()
         wrong = (logits.argmax(1) != lab).cpu()

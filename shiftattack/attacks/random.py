@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.attacks.base import Attack, Search
 from shiftattack.errors import SpecError
 from shiftattack.runtime.engine import ModelRunner, margins

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.attacks import GridAttack
 from shiftattack.certify.linear_bounds import Bounds, concretize, exact
 from shiftattack.certify.lowering_check import check_lowering

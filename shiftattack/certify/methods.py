@@ -20,7 +20,7 @@ from shiftattack.certify.propagate import BoundModel
 from shiftattack.certify.smooth import SmoothConfig, certified_at, parse_radius, smooth_certify
 from shiftattack.errors import SpecError
 from shiftattack.runtime.engine import ModelRunner
-from shiftattack.shifts.threats import ThreatModel, default_crop_size, parse_shifts
+from shiftattack.shifts.threats import ThreatModel, command_crop_size, parse_shifts
 
 __all__ = ["SmoothThreat", "BoxThreat", "build_threat", "check_model", "certify_chunk", "describe", "curve"]
 
@@ -104,8 +104,8 @@ def build_threat(cfg, image_size: tuple[int, int]):
             "the set and proves nothing"
         )
     crop = cfg.crop_size
-    if cfg.mode == "crop" and crop is None:
-        crop = default_crop_size(shifts, image_size)
+    if cfg.mode == "crop":
+        crop = command_crop_size(shifts, image_size, cfg.canvas_pad, cfg.crop_size)
     interp = "exact" if shifts.is_integer else "bilinear"
     threat = ThreatModel(shifts, mode=cfg.mode, interpolation=interp, fill=cfg.fill, crop_size=crop)
     threat.check_fits(*image_size)

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 from scipy.stats import beta, norm
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.errors import SpecError
 from shiftattack.runtime.engine import ModelRunner
 from shiftattack.shifts.functional import shift_fourier

@@ -162,6 +162,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     if args.sample is not None and args.sample < 1:
         raise SpecError(f"--sample must be a positive number of images, got {args.sample}")
+    from pathlib import Path
+
+    target = Path(args.certificate)
+    if not target.exists() or (target.is_dir() and not (target / "certificate.json").is_file()):
+        raise SpecError(f"no certificate at {target}: give a certificate.json or the folder holding it "
+                        "(exit 2: bad input; exit 1 is kept for a certificate that does not verify)")
     try:
         report = verify_certificate(
             args.certificate,

@@ -48,13 +48,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="resize the shorter side to N px and centre-crop N x N (ImageNet canvases: 256)")
     t = p.add_argument_group("threat")
     t.add_argument("--shifts", required=True,
-                   help="grid:K, grid:K:STEP, random:K:N[:DEG], list:dx,dy;..., rt:K:DEG[:NT:NR], engstrom")
+                   help="grid:K, grid:K:STEP, random:K:N[:DEG], list:dx,dy;..., rt:K:DEG[:NT:NR], engstrom; "
+                   "sets with sub-pixel or rotated members (grid:K:STEP with a fractional step, DEG > 0, rt:, "
+                   "engstrom) need --interp bilinear or fourier")
     t.add_argument("--mode", required=True, choices=["circular", "zero", "reflect", "replicate", "crop"])
     t.add_argument("--interp", default="exact", choices=["exact", "bilinear", "fourier"],
                    help="how sub-pixel members are applied (default: exact, whole pixels only)")
     t.add_argument("--fill", type=float, default=0.0, help="vacated value in zero mode (default 0)")
     t.add_argument("--crop-size", type=_size,
-                   help="crop mode: model input size (default: canvas minus twice the radius)")
+                   help="crop mode: model input size (default with --canvas-pad: the image size; "
+                   "without a pad it must be given, e.g. 224 of --resize 256)")
     t.add_argument("--canvas-pad", type=int, default=0,
                    help="crop mode: pad each image by this many px to make the canvas (CIFAR: 4)")
     t.add_argument("--canvas-pad-mode", default="zero", choices=["zero", "reflect", "replicate"])

@@ -19,7 +19,8 @@ def attack_summary(doc: dict, seconds: float | None = None) -> str:
     lines = [
         f"attack {attack['name']} ({'exact over the set' if attack.get('exact') else 'heuristic'})"
         f" | shifts {threat['spec']} ({threat['n_shifts']} per image) | mode {threat['mode']}"
-        f" | interpolation {threat['interpolation']}",
+        f" | interpolation {threat['interpolation']}"
+        + (f" | crop {threat['crop_size'][0]}x{threat['crop_size'][1]} px" if threat.get("crop_size") else ""),
         f"  images              {doc['n_images']:>8d}",
         f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
         f"  worst-case accuracy {_pct(doc['worst_case_accuracy'])}",
@@ -81,7 +82,8 @@ def certificate_summary(doc: dict) -> str:
     threat, method = doc["threat"], doc["method"]
     lines = [
         f"certificate {method['name']} | shifts {threat['spec']} | mode {threat['mode']}"
-        f" | interpolation {threat['interpolation']}",
+        f" | interpolation {threat['interpolation']}"
+        + (f" | crop {threat['crop_size'][0]}x{threat['crop_size'][1]} px" if threat.get("crop_size") else ""),
         f"  images              {doc['n_images']:>8d}",
         f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
         f"  certified accuracy  {_pct(doc['certified_accuracy'])}",

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.errors import DataError, DataWarning
 
 __all__ = ["IMAGE_EXTENSIONS", "PROGRESS_THRESHOLD", "decode_images", "fit_arrays", "fit_image",

@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack._version import __version__
 from shiftattack.api import make_attack, make_canvas
 from shiftattack.attacks import AttackResult, VerificationError
 from shiftattack.data import load_dataset
-from shiftattack.errors import DataError, SpecError, check_images
+from shiftattack.errors import DataError, NonFiniteLogits, SpecError, check_images
 from shiftattack.jobs.config import RunConfig
 from shiftattack.models import load_model, weights_sha256
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
 from shiftattack.runtime.units import open_run, unit_seed
-from shiftattack.shifts.threats import ThreatModel, default_crop_size, parse_shifts
+from shiftattack.shifts.threats import ThreatModel, command_crop_size, parse_shifts
 
 __all__ = ["AttackConfig", "run_attack"]
 
@@ -58,8 +58,8 @@ class AttackConfig(RunConfig):
 def _threat(cfg: AttackConfig, size: tuple[int, int]) -> ThreatModel:
     shift_set = parse_shifts(cfg.shifts)
     crop = cfg.crop_size
-    if cfg.mode == "crop" and crop is None:
-        crop = default_crop_size(shift_set, size)
+    if cfg.mode == "crop":
+        crop = command_crop_size(shift_set, size, cfg.canvas_pad, cfg.crop_size)
     return ThreatModel(shift_set, mode=cfg.mode, interpolation=cfg.interp, fill=cfg.fill, crop_size=crop)
 
 
@@ -84,7 +84,7 @@ def _identity(cfg: AttackConfig, data) -> dict[str, Any]:
 
 
 def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor,
-                  labels: torch.Tensor) -> None:
+                  labels: torch.Tensor, first_index: int = 0) -> None:
     """What would fail inside the first chunk, checked before the output folder is made.
 
     Pixel range and finiteness, the shifts against the image size, and the labels
@@ -95,7 +95,10 @@ def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor
     dev = runner.device
     probe = threat.apply_to(images[:1].to(dev, runner.dtype), torch.zeros(1, dtype=torch.long, device=dev),
                             torch.zeros(1, 3, dtype=torch.float64, device=dev))
-    runner.check_labels(labels, probe)
+    try:
+        runner.check_labels(labels, probe)
+    except NonFiniteLogits as exc:
+        raise exc.at(first_index, (0, 0)) from None
 
 
 def _chunk_record(result: AttackResult, indices: torch.Tensor) -> dict[str, Any]:
@@ -158,7 +161,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     threat = _threat(cfg, tuple(first.shape[-2:]))
     template = make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
     runner = ModelRunner(model, device, first.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
-    _check_inputs(threat, runner, first, data.labels)
+    _check_inputs(threat, runner, first, data.labels, int(data.indices[0]))
     path, store = open_run(cfg.out, _identity(cfg, data), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
     n = len(data)
     starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
@@ -171,6 +174,8 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
         try:
             result = attack(runner, images(lo, hi), data.labels[lo:hi], progress=show)
         except VerificationError as exc:  # name the image by its index in the data, not in the chunk
+            raise exc.renumbered(lo, data.indices) from None
+        except NonFiniteLogits as exc:
             raise exc.renumbered(lo, data.indices) from None
         return _chunk_record(result, data.indices[lo:hi])
 

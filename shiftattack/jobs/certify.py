@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack._version import __version__
 from shiftattack.api import load_images_and_model
 from shiftattack.attacks import VerificationError

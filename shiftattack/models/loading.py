@@ -265,6 +265,11 @@ def load_model(
         raise SpecError("give --weights FILE or --pretrained, not both")
     if (mean is None) != (std is None):
         raise SpecError("give both --mean and --std, or neither")
+    for option, values in (("--mean", mean), ("--std", std)):
+        if values is not None and len(values) != 3:
+            raise ModelError(f"{option} has {len(values)} value{'s' if len(values) != 1 else ''} "
+                             f"({', '.join(f'{v:g}' for v in values)}) but the images have 3 channels (RGB); "
+                             "give one value per channel, e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
     model = _build(spec, pretrained)
     if weights is not None:
         state = read_state_dict(weights, trust_pickle)

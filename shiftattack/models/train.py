@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.defaults import PRECISIONS, SCHEDULES
 from shiftattack.errors import ShapeError, SpecError, check_shape
 

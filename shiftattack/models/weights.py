@@ -102,6 +102,16 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, T
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
+    kind = file_kind(path)
+    if kind == "safetensors":
+        return _read_safetensors(path)
+    if kind is None:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        raise ModelError(
+            f"{path} is not a weights file: not a PyTorch checkpoint (torch.save writes a zip archive or a "
+            f"pickle) and not safetensors; it starts with {head!r}. Expected a state_dict saved with "
+            "torch.save(model.state_dict(), path) or safetensors.torch.save_file(model.state_dict(), path)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -124,6 +134,29 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, T
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return dict(state)
+
+
+def file_kind(path: Path) -> str | None:
+    """``"torch"`` (a zip archive or a pickle, as ``torch.save`` writes), ``"safetensors"`` or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
+        return "safetensors"  # an 8-byte header length, then the JSON header
+    return None
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ModelError(f"{path} is a safetensors file; reading it needs the safetensors package "
+                         "(pip install safetensors)") from None
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as exc:  # a damaged file: say so, not the library's internals
+        raise ModelError(f"cannot read safetensors file {path}: {exc}") from None
 
 
 def _unpickle(path: Path):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from shiftattack.errors import BatchSizeWarning, ModelError, SpecError
+from shiftattack.errors import BatchSizeWarning, ModelError, NonFiniteLogits, SpecError
 
 __all__ = ["ModelRunner", "resolve_device", "margins", "checked_logits", "is_out_of_memory"]
 
@@ -49,8 +49,9 @@ def checked_logits(model: Callable[[Tensor], Tensor], x: Tensor, classes: int | 
             f"got {tuple(out.shape)}")
     if classes is not None and out.shape[1] != classes:
         raise ModelError(f"the model returned {out.shape[1]} classes, earlier {classes}")
-    if not bool(torch.isfinite(out).all()):
-        raise ModelError("the model returned NaN or Inf logits; expected finite values")
+    finite = torch.isfinite(out).all(dim=1)
+    if not bool(finite.all()):
+        raise NonFiniteLogits(int((~finite).nonzero()[0, 0]))
     return out
 
 

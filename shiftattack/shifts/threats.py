@@ -44,7 +44,7 @@ from shiftattack.shifts.functional import (
     shift_gather,
 )
 
-__all__ = ["ShiftSet", "ThreatModel", "parse_shifts", "default_crop_size", "ENGSTROM"]
+__all__ = ["ShiftSet", "ThreatModel", "parse_shifts", "command_crop_size", "default_crop_size", "ENGSTROM"]
 
 ENGSTROM = "rt:3:30:5:31"
 _GRAMMAR = "grid:K, grid:K:STEP, random:K:N[:DEG], list:dx,dy;dx,dy;..., rt:K:DEG[:NT:NR] or engstrom"
@@ -225,6 +225,33 @@ def default_crop_size(shifts: ShiftSet, size: tuple[int, int]) -> tuple[int, int
     if min(crop) < 1:
         raise SpecError(f"images of {tuple(size)} px leave no window for shifts of {r} px")
     return crop
+
+
+def command_crop_size(shifts: ShiftSet, canvas_size: tuple[int, int], canvas_pad: int = 0,
+                crop_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The model input (h, w) of crop mode as the command line chooses it (never silently smaller).
+
+    * ``crop_size`` given: that window (e.g. Zhang's 224 of 256 px canvases).
+    * a canvas made by padding each image by ``canvas_pad`` px: the original image size
+      (canvas minus twice the pad); the shifts' radius must not exceed the pad.
+    * neither: an error explaining both options (the library's :func:`default_crop_size`,
+      canvas minus twice the radius, would feed the model smaller inputs than its images).
+
+    Raises:
+        SpecError: naming the radius and the pad, or the missing option.
+    """
+    if crop_size is not None:
+        return tuple(crop_size)
+    r = math.ceil(shifts.radius)
+    if canvas_pad > 0:
+        if r > canvas_pad:
+            raise SpecError(f"the shifts reach {r} px but --canvas-pad is {canvas_pad} px: windows of the image "
+                            f"size would leave the canvas; use --canvas-pad {r} (or more), or give --crop-size")
+        return (canvas_size[0] - 2 * canvas_pad, canvas_size[1] - 2 * canvas_pad)
+    raise SpecError(f"--mode crop needs a canvas larger than the model input: give --canvas-pad P (each "
+                    f"{canvas_size[0]}x{canvas_size[1]} image padded by P >= {r} px, windows of the image size; "
+                    f"CIFAR-10: --canvas-pad 4) or --crop-size HxW (windows smaller than the images, e.g. "
+                    f"Zhang's protocol: --resize 256 --crop-size 224)")
 
 
 def parse_shifts(spec: str) -> ShiftSet:

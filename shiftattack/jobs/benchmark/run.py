@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack._version import __version__
 from shiftattack.corruptions import get_corruption, list_corruptions
 from shiftattack.corruptions.perturbations import get_perturbation, list_perturbations

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack.data import LabeledImages
 from shiftattack.data.corrupted import imagenet_c_names, write_cifar10_c, write_cifar10_p, write_imagenet_c
 from shiftattack.jobs.benchmark.generate import corrupted_chunks, sequence_chunks

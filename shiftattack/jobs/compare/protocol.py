@@ -129,7 +129,9 @@ def _default_name(spec: str, weights: str | None, antialias: int | None) -> str:
     base = spec.split(":", 1)[1] if spec.startswith(("torchvision:", "timm:", "hf:")) else spec
     base = Path(base).name if "/" in base else base
     if weights:
-        base += "@" + Path(weights).stem
+        stem = Path(weights).stem  # a generic file name says less than its folder's
+        generic = stem in ("model", "weights", "checkpoint", "pytorch_model", "best", "last")
+        base += "@" + (Path(weights).parent.name or stem if generic else stem)
     return base + (f"+aa{antialias}" if antialias else "")
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
+from shiftattack._progress import tqdm
 from shiftattack._version import __version__
 from shiftattack.data import load_dataset
 from shiftattack.errors import DataError, SpecError

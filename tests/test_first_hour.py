@@ -1,0 +1,160 @@
+"""A newcomer's first hour (issue 21), through the command line: nothing silent, clear errors for
+the usual mistakes, nothing left behind by a failed run, logs without carriage returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from shiftattack.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+def _attack(*args: str) -> list[str]:
+    return ["attack", "--model", "small_cnn", "--quiet", *args]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    from shiftattack.models import create_model
+
+    path = tmp_path_factory.mktemp("w") / "small_cnn.pt"
+    torch.save(create_model("small_cnn").state_dict(), path)
+    return path
+
+
+@pytest.mark.data
+def test_crop_mode_with_a_canvas_pad_feeds_the_image_size(cifar_zip, weights, tmp_path, capsys):
+    out = tmp_path / "crop"
+    code = main(["attack", "--model", "small_cnn", "--weights", str(weights), "--data", f"{cifar_zip}:test",
+                 "--limit", "20", "--mode", "crop", "--canvas-pad", "4", "--shifts", "grid:3", "--out", str(out)])
+    assert code == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["threat"]["crop_size"] == [32, 32]
+    assert "crop 32x32 px" in capsys.readouterr().out  # the summary says what the model was fed
+
+
+@pytest.mark.data
+def test_crop_radius_beyond_the_pad_and_crop_without_a_canvas_are_errors(cifar_zip, weights, tmp_path, capsys):
+    base = ["--weights", str(weights), "--data", f"{cifar_zip}:test", "--limit", "10", "--mode", "crop"]
+    assert main(_attack(*base, "--canvas-pad", "4", "--shifts", "grid:5", "--out", str(tmp_path / "a"))) == 2
+    err = capsys.readouterr().err
+    assert "5 px" in err and "--canvas-pad is 4 px" in err
+    assert main(_attack(*base, "--shifts", "grid:3", "--out", str(tmp_path / "b"))) == 2
+    err = capsys.readouterr().err
+    assert "--canvas-pad" in err and "--crop-size" in err
+    assert main(_attack(*base, "--crop-size", "24", "--shifts", "grid:3", "--out", str(tmp_path / "c"))) == 0
+    assert json.loads((tmp_path / "c" / "results.json").read_text())["threat"]["crop_size"] == [24, 24]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_mean_with_the_wrong_number_of_values_names_option_count_and_channels(tmp_path, capsys):
+    code = main(_attack("--mean", "0.5,0.5", "--std", "0.2,0.2", "--data", "synthetic:test", "--limit", "4",
+                        "--shifts", "grid:1", "--mode", "zero", "--out", str(tmp_path / "o")))
+    err = capsys.readouterr().err
+    assert code == 2 and "--mean has 2 values" in err and "3 channels" in err
+
+
+def test_a_text_file_as_weights_is_diagnosed(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("these are my notes, not weights\n")
+    code = main(_attack("--weights", str(text), "--data", "synthetic:test", "--limit", "4", "--shifts", "grid:1",
+                        "--mode", "zero", "--out", str(tmp_path / "o")))
+    err = capsys.readouterr().err
+    assert code == 2 and "not a PyTorch checkpoint" in err and "not safetensors" in err
+    assert "pickle" not in err.split("not a PyTorch checkpoint")[0]  # not misread as a pickle problem
+
+
+def test_safetensors_weights_load(weights, tmp_path):
+    from safetensors.torch import save_file
+
+    from shiftattack.models import load_model
+
+    state = torch.load(weights, weights_only=True)
+    save_file(state, str(tmp_path / "w.safetensors"))
+    a, b = load_model("small_cnn", weights), load_model("small_cnn", tmp_path / "w.safetensors")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
+NAN_MODEL = """
+import torch
+FIXED = {fixed}
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 8)
+    def forward(self, x):
+        out = self.lin(x.mean((2, 3)))
+        if FIXED:
+            return out
+        black_top = x[:, :, 0, :].abs().sum((1, 2)) == 0  # a shift moved the border in
+        return torch.where(black_top[:, None], torch.full_like(out, float("nan")), out)
+def make():
+    torch.manual_seed(0)
+    return Net()
+"""
+
+
+def test_nan_logits_exit_2_naming_image_and_shift_and_leave_nothing(tmp_path):
+    model = tmp_path / "net.py"
+    model.write_text(NAN_MODEL.format(fixed=False))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "shiftattack", "attack", "--model", f"{model}:make", "--data", "synthetic:test",
+           "--limit", "8", "--shifts", "grid:1", "--mode", "zero", "--out", str(out), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "NaN or Inf logits for image" in done.stderr and "under the shift (dx=" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+    model.write_text(NAN_MODEL.format(fixed=True))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)  # no --overwrite needed
+    assert done.returncode == 0, done.stderr
+    assert (out / "results.json").is_file()
+
+
+def test_verify_of_a_missing_certificate_exits_2(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "nothing.json")]) == 2
+    assert "no certificate at" in capsys.readouterr().err
+
+
+def test_foolbox_without_its_extra_is_one_line_naming_the_install(tmp_path):
+    code = ("import sys\nsys.modules['eagerpy'] = None\nfrom shiftattack.cli import main\n"
+            f"sys.exit(main(['attack', '--model', 'small_cnn', '--data', 'synthetic:test', '--limit', '4', "
+            f"'--shifts', 'grid:1', '--mode', 'zero', '--attack', 'foolbox', '--out', r'{tmp_path / 'o'}', "
+            "'--quiet']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and "pip install 'shiftattack[foolbox]'" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_shift_help_says_which_sets_need_interp(capsys):
+    with pytest.raises(SystemExit):
+        main(["attack", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "engstrom) need --interp bilinear or fourier" in text
+
+
+@pytest.mark.data
+def test_a_redirected_log_has_no_carriage_returns(cifar_zip, weights, tmp_path):
+    log = tmp_path / "attack.log"
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, "-m", "shiftattack", "attack", "--model", "small_cnn", "--weights",
+                               str(weights), "--data", f"{cifar_zip}:test", "--limit", "500", "--shifts", "grid:2",
+                               "--mode", "zero", "--out", str(tmp_path / "o")], stdout=fh, stderr=fh, env=ENV,
+                              timeout=600)
+    assert done.returncode == 0
+    text = log.read_text()
+    assert "\r" not in text
+    assert "500/500" in text and "worst-case accuracy" in text  # the final progress line and the summary
