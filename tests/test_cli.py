@@ -183,10 +183,10 @@ def test_ctrl_c_says_whether_finished_work_was_kept(monkeypatch, tmp_path, capsy
     assert main(["benchmark", "--suite", "cifar10-c", "--model", "small_cnn", "--data", "synthetic:test",
                  "--out", str(tmp_path / "b")]) == 130
     assert "rerun the same benchmark command with --resume" in capsys.readouterr().err
-    assert main(["attack", "--model", "small_cnn", "--data", "synthetic:test", "--shifts", "grid:1",
-                 "--mode", "zero", "--out", str(tmp_path / "a")]) == 130
+    assert main(["attack", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--shifts",
+                 "grid:1", "--mode", "zero", "--out", str(tmp_path / "a")]) == 130
     assert "rerun the same attack command with --resume" in capsys.readouterr().err
-    assert main(["stability", "--model", "small_cnn", "--data", "synthetic:test",
+    assert main(["stability", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test",
                  "--out", str(tmp_path / "s")]) == 130
     assert "no results were written" in capsys.readouterr().err
 

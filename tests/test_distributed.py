@@ -117,9 +117,9 @@ def test_errors_under_torchrun_are_clear_and_write_nothing(tmp_path, weights):
 
 
 def test_certify_refuses_ranks_with_different_models(tmp_path):
-    """Without --weights each process initialises the model at random: refused, nothing written."""
+    """With --random-weights each process initialises the model at random: refused, nothing written."""
     out = tmp_path / "c"
-    p = _torchrun(["certify", "--model", "small_cnn", "--data", "synthetic:test", "--limit", "10",
+    p = _torchrun(["certify", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--limit", "10",
                    "--shifts", "grid:1", "--mode", "circular", "--out", str(out), "--quiet"])
     assert p.returncode != 0 and "loaded different models" in p.stderr
     assert not out.exists()

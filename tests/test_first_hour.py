@@ -57,8 +57,8 @@ def test_crop_radius_beyond_the_pad_and_crop_without_a_canvas_are_errors(cifar_z
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_mean_with_the_wrong_number_of_values_names_option_count_and_channels(tmp_path, capsys):
-    code = main(_attack("--mean", "0.5,0.5", "--std", "0.2,0.2", "--data", "synthetic:test", "--limit", "4",
+def test_mean_with_the_wrong_number_of_values_names_option_count_and_channels(weights, tmp_path, capsys):
+    code = main(_attack("--weights", str(weights), "--mean", "0.5,0.5", "--std", "0.2,0.2", "--data", "synthetic:test", "--limit", "4",
                         "--shifts", "grid:1", "--mode", "zero", "--out", str(tmp_path / "o")))
     err = capsys.readouterr().err
     assert code == 2 and "--mean has 2 values" in err and "3 channels" in err
@@ -129,7 +129,7 @@ def test_verify_of_a_missing_certificate_exits_2(tmp_path, capsys):
 
 def test_foolbox_without_its_extra_is_one_line_naming_the_install(tmp_path):
     code = ("import sys\nsys.modules['eagerpy'] = None\nfrom shiftattack.cli import main\n"
-            f"sys.exit(main(['attack', '--model', 'small_cnn', '--data', 'synthetic:test', '--limit', '4', "
+            f"sys.exit(main(['attack', '--model', 'small_cnn', '--random-weights', '--data', 'synthetic:test', '--limit', '4', "
             f"'--shifts', 'grid:1', '--mode', 'zero', '--attack', 'foolbox', '--out', r'{tmp_path / 'o'}', "
             "'--quiet']))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
@@ -158,3 +158,27 @@ def test_a_redirected_log_has_no_carriage_returns(cifar_zip, weights, tmp_path):
     text = log.read_text()
     assert "\r" not in text
     assert "500/500" in text and "worst-case accuracy" in text  # the final progress line and the summary
+
+
+@pytest.mark.parametrize(("spec", "fix"), [("small_cnn", "--weights FILE"),
+                                           ("torchvision:resnet18", "--pretrained")])
+def test_a_model_without_weights_is_refused_with_the_fix(spec, fix, tmp_path, capsys):
+    code = main(["attack", "--model", spec, "--data", "synthetic:test", "--limit", "4", "--shifts", "grid:1",
+                 "--mode", "zero", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no weights" in err and fix in err and "--random-weights" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_random_weights_runs_and_says_so_in_the_results(tmp_path):
+    out = tmp_path / "o"
+    assert main(["attack", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--limit", "4",
+                 "--shifts", "grid:1", "--mode", "zero", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "results.json").read_text())["model"]["random_weights"] is True
+
+
+def test_a_users_factory_may_load_its_own_weights(tmp_path):
+    factory = tmp_path / "net.py"
+    factory.write_text("from shiftattack.models import SmallCNN\ndef make():\n    return SmallCNN(num_classes=8)\n")
+    assert main(["attack", "--model", f"{factory}:make", "--data", "synthetic:test", "--limit", "4",
+                 "--shifts", "grid:1", "--mode", "zero", "--out", str(tmp_path / "o"), "--quiet"]) == 0

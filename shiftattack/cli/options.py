@@ -63,6 +63,10 @@ def add_model_options(group, *, normalization: bool = True) -> None:
     group.add_argument("--antialias", type=filter_size, metavar="FILTER",
                        help="anti-alias the model with BlurPool of this filter size (1-7) after loading "
                        "its weights (Zhang 2019; timm models as timm's aa_layer)")
+    if normalization:  # every scoring command (train starts from random weights by design)
+        group.add_argument("--random-weights", action="store_true",
+                           help="score a registry or library model with its random initial weights (refused "
+                           "otherwise without --weights or --pretrained); recorded in the results")
     add_trust_pickle(group)
     if normalization:
         group.add_argument("--mean", type=floats,
@@ -73,5 +77,5 @@ def add_model_options(group, *, normalization: bool = True) -> None:
 
 def model_options(args: argparse.Namespace) -> dict:
     """The model-loading fields of a job config from :func:`add_model_options`' arguments."""
-    keys = ("model", "weights", "pretrained", "antialias", "trust_pickle", "mean", "std")
+    keys = ("model", "weights", "pretrained", "antialias", "random_weights", "trust_pickle", "mean", "std")
     return {k: getattr(args, k) for k in keys if hasattr(args, k)}

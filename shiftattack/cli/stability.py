@@ -76,6 +76,9 @@ def _cmd_stability(args: argparse.Namespace) -> int:
         raise SpecError(
             f"--modes must be a comma-separated subset of {', '.join(INTEGER_MODES)}, got {args.modes!r}"
         )
+    from shiftattack.models.loading import check_weights_given
+
+    check_weights_given(args.model, args.weights, args.pretrained, args.random_weights)
     check_output_dir(args.out, args.overwrite)
     device = resolve_device(args.device)
     data = load_dataset(args.data, limit=args.limit, resize=args.resize, progress=not args.quiet,

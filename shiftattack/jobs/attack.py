@@ -28,6 +28,7 @@ from shiftattack.data import load_dataset
 from shiftattack.errors import DataError, NonFiniteLogits, SpecError, check_images
 from shiftattack.jobs.config import RunConfig
 from shiftattack.models import load_model, weights_sha256
+from shiftattack.models.loading import check_weights_given
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
@@ -138,6 +139,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     """
     if cfg.chunk_size < 1:
         raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
+    check_weights_given(cfg.model, cfg.weights, cfg.pretrained, cfg.random_weights)
     check_output_dir(cfg.out, cfg.overwrite or cfg.resume)  # fail before the data are read
     ctx = current()
     start = time.perf_counter()
@@ -194,7 +196,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     result = merge_chunks(threat, template.name, template.exact, info, list(chunks.values()))
     doc = result.to_json(torch.tensor([r["index"] for c in chunks.values() for r in c["images"]]))
     doc["model"] = {"spec": cfg.model, "weights": cfg.weights, "pretrained": cfg.pretrained,
-                    "antialias": cfg.antialias, "mean": cfg.mean, "std": cfg.std,
+                    "random_weights": cfg.random_weights, "antialias": cfg.antialias, "mean": cfg.mean, "std": cfg.std,
                     "weights_sha256": weights_sha256(cfg.model, cfg.weights, cfg.pretrained)}
     doc["data"] = {"spec": cfg.data, "limit": cfg.limit, "resize": cfg.resize, "n_images": n,
                    "image_size": list(data.images.shape[-2:])}

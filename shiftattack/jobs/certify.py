@@ -25,7 +25,7 @@ from shiftattack.certify.methods import build_threat, certify_chunk, check_model
 from shiftattack.defaults import BOUND_ATTACK_STEP, BOUND_BATCH, BOUND_MAX_PIECES, BOUND_MIN_WIDTH, CHUNK_SIZE
 from shiftattack.errors import ShiftAttackError, SpecError
 from shiftattack.jobs.config import RunConfig
-from shiftattack.models.loading import weights_sha256
+from shiftattack.models.loading import check_weights_given, weights_sha256
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
@@ -101,6 +101,7 @@ def config_from_document(doc: dict[str, Any], device: str = "auto",
             out="",
             weights=m.get("weights"),
             pretrained=bool(m.get("pretrained", False)),
+            random_weights=bool(m.get("random_weights", False)),
             antialias=m.get("antialias"),
             trust_pickle=trust_pickle,
             mean=m.get("mean"),
@@ -144,6 +145,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
         raise SpecError(f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
     if cfg.chunk_size < 1:
         raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
+    check_weights_given(cfg.model, cfg.weights, cfg.pretrained, cfg.random_weights)
     check_output_dir(cfg.out, cfg.overwrite or cfg.resume)
     ctx = current()
     show = progress and ctx.is_main
@@ -220,6 +222,7 @@ def _document(
             "spec": cfg.model,
             "weights": cfg.weights,
             "pretrained": cfg.pretrained,
+            "random_weights": cfg.random_weights,
             "antialias": cfg.antialias,
             "mean": cfg.mean,
             "std": cfg.std,

@@ -37,6 +37,7 @@ class RunConfig:
     weights: str | None = None
     pretrained: bool = False
     antialias: int | None = None
+    random_weights: bool = False
     trust_pickle: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from shiftattack.errors import ModelError, SpecError
-from shiftattack.models._registry import create_model, is_model, list_models
+from shiftattack.models._registry import create_model, is_model, list_models, parse_model_name
 from shiftattack.models.antialias import antialias as _antialias
 from shiftattack.models.libraries import HFImageClassifier, hf_folder, hf_model, timm_model
 from shiftattack.models.normalize import add_input_normalization
@@ -51,8 +51,8 @@ from shiftattack.models.weights import (  # noqa: F401  (also importable from he
 #: spec prefixes of model libraries (``PREFIX:NAME``)
 LIBRARY_PREFIXES = ("torchvision", "timm", "hf")
 
-__all__ = ["LIBRARY_PREFIXES", "Normalize", "file_sha256", "load_model", "load_weights", "weights_file",
-           "weights_sha256"]
+__all__ = ["LIBRARY_PREFIXES", "Normalize", "check_weights_given", "file_sha256", "load_model", "load_weights",
+           "needs_weights", "weights_file", "weights_sha256"]
 
 
 class Normalize(nn.Module):
@@ -226,6 +226,38 @@ def weights_file(spec: str, weights: str | Path | None = None, pretrained: bool 
         return timm_weights(spec[5:]).file
     name = spec[len("torchvision:"):] if spec.startswith("torchvision:") else spec
     return torchvision_weights(name)[0]
+
+
+def needs_weights(spec: str) -> bool:
+    """Whether ``spec`` builds a network whose weights must come from a file or the library: registry
+    names and ``torchvision:``/``timm:`` specs (an ``hf:`` folder holds its weights; a user's factory
+    may load its own)."""
+    return is_model(spec) or spec.startswith(("torchvision:", "timm:"))
+
+
+def check_weights_given(spec: str, weights, pretrained: bool, random_weights: bool) -> None:
+    """Refuse to score a randomly initialised network unless asked (``--random-weights``).
+
+    Raises:
+        SpecError: ``spec`` needs weights (:func:`needs_weights`) and none were given, naming the fix.
+    """
+    if random_weights and (weights is not None or pretrained):
+        raise SpecError("--random-weights contradicts --weights/--pretrained; give one of them")
+    if is_model(spec):
+        parse_model_name(spec)  # a malformed registry name gets its own error first
+    if random_weights or weights is not None or pretrained or not needs_weights(spec):
+        return
+    library = spec.startswith(("torchvision:", "timm:")) or spec in _zoo_archs()
+    raise SpecError(f"{spec} has no weights: without --weights FILE" + (" or --pretrained" if library else "")
+                    + " it would be scored with random initial weights (about chance accuracy); give --weights "
+                    "FILE" + (", or --pretrained for the library's published weights" if library else "")
+                    + ", or --random-weights if a random network is what you want to measure")
+
+
+def _zoo_archs() -> tuple[str, ...]:
+    from shiftattack.models.zoo import ARCHS
+
+    return ARCHS
 
 
 def weights_sha256(spec: str, weights: str | Path | None = None, pretrained: bool = False) -> str | None:

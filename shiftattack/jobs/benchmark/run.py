@@ -36,6 +36,7 @@ from shiftattack.jobs.benchmark.sources import (
 )
 from shiftattack.metrics.corruption import ALEXNET, Reference, flip_counts, load_reference, t5d_sums
 from shiftattack.models import load_model, weights_sha256
+from shiftattack.models.loading import check_weights_given
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
@@ -62,6 +63,7 @@ class BenchmarkConfig:
     weights: str | None = None
     pretrained: bool = False
     antialias: int | None = None
+    random_weights: bool = False
     trust_pickle: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -165,6 +167,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         severities = []
     if not cfg.resume:
         check_output_dir(cfg.out, cfg.overwrite)
+    check_weights_given(cfg.model, cfg.weights, cfg.pretrained, cfg.random_weights)
     reference = _normalizer(cfg, suite)
     ctx = current()
     show = progress and ctx.is_main
@@ -198,6 +201,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         "suite": suite.name,
         **doc,
         "model": {"spec": cfg.model, "weights": cfg.weights, "pretrained": cfg.pretrained,
+                  "random_weights": cfg.random_weights,
                   "antialias": cfg.antialias, "mean": cfg.mean, "std": cfg.std,
                   "weights_sha256": weights_sha256(cfg.model, cfg.weights, cfg.pretrained)},
         "data": {

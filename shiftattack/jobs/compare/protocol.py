@@ -111,11 +111,13 @@ class ModelEntry:
     antialias: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    random_weights: bool = False
 
     def load_options(self) -> dict[str, Any]:
         return {
             "weights": self.weights,
             "pretrained": self.pretrained,
+            "random_weights": self.random_weights,
             "antialias": self.antialias,
             "mean": None if self.mean is None else list(self.mean),
             "std": None if self.std is None else list(self.std),
@@ -145,12 +147,12 @@ def _unique(entries: list[ModelEntry]) -> list[ModelEntry]:
             name = f"{name}-{seen[e.name]}"
         else:
             seen[name] = 1
-        out.append(ModelEntry(name, e.spec, e.weights, e.pretrained, e.antialias, e.mean, e.std))
+        out.append(ModelEntry(name, e.spec, e.weights, e.pretrained, e.antialias, e.mean, e.std, e.random_weights))
     return out
 
 
 def parse_entries(
-    models: list[str], *, pretrained: bool = False, antialias: int | None = None
+    models: list[str], *, pretrained: bool = False, antialias: int | None = None, random_weights: bool = False
 ) -> list[ModelEntry]:
     """``--model SPEC[@WEIGHTS]`` values (the weights file after the last ``@``) as entries."""
     entries = []
@@ -167,6 +169,7 @@ def parse_entries(
                 weights or None,
                 pretrained and not weights,
                 antialias,
+                random_weights=random_weights and not weights and not pretrained,
             )
         )
     return _unique(entries)
@@ -200,7 +203,7 @@ def read_entries(path: str | Path) -> list[ModelEntry]:
                 rows = list(csv.DictReader(fh))
     except (OSError, ValueError, csv.Error) as exc:
         raise SpecError(f"cannot read --models file {path}: {exc}") from None
-    known = {"name", "spec", "weights", "pretrained", "antialias", "mean", "std"}
+    known = {"name", "spec", "weights", "pretrained", "antialias", "mean", "std", "random_weights"}
     entries = []
     for i, row in enumerate(rows, start=1):
         unknown = set(row) - known
@@ -225,7 +228,8 @@ def read_entries(path: str | Path) -> list[ModelEntry]:
         mean = tuple(mean) if isinstance(mean, list) else _floats(str(mean or ""), "mean", path)
         std = tuple(std) if isinstance(std, list) else _floats(str(std or ""), "std", path)
         name = str(row.get("name") or "").strip() or _default_name(spec, weights, aa)
-        entries.append(ModelEntry(name, spec, weights, pre, aa, mean, std))
+        rand = str(row.get("random_weights") or "").strip().lower() in ("1", "true", "yes")
+        entries.append(ModelEntry(name, spec, weights, pre, aa, mean, std, rand))
     if not entries:
         raise SpecError(f"--models file {path} lists no models")
     return _unique(entries)
