@@ -12,7 +12,7 @@ from shiftattack.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-COMMON = ["--model", "small_cnn", "--data", "synthetic:test", "--limit", "8", "--quiet"]
+COMMON = ["--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--limit", "8", "--quiet"]
 
 
 @pytest.fixture(scope="module")
