@@ -76,3 +76,17 @@ class Linear(nn.Module):
 def linear():
     return Linear().eval()
 '''
+
+
+def perturbed(model: nn.Module, seed: int = 0) -> nn.Module:
+    """``model`` in eval mode with its weights moved off their initialisation and random BatchNorm
+    statistics, so that a wrong layer, order or normalisation changes the outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+    return model.eval()

@@ -5,8 +5,10 @@ against the baseline itself (blur-free subsampling after a stride-1 layer is the
 from __future__ import annotations
 
 import warnings
+
 import pytest
 import torch
+from _models import perturbed
 
 from shiftattack.models.antialias import antialias, detect_arch
 
@@ -15,18 +17,6 @@ from timm.layers import BlurPool2d as TimmBlurPool  # noqa: E402
 
 FAMILIES = ["resnet18", "resnet50d", "efficientnet_b0", "mobilenetv3_small_100", "regnetx_002",
             "convnext_atto"]
-
-
-def _perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=gen))
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1, generator=gen)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
-    return model.eval()
 
 
 def _timm_blur(filter_size: int) -> type:
@@ -51,7 +41,7 @@ def _blurs(model: torch.nn.Module) -> int:
     ("mobilenetv3_small_100", "mobilenetv3_small_100", 5),
 ])
 def test_matches_timms_own_anti_aliased_model(base, reference, filter_size):
-    ours = antialias(_perturbed(timm.create_model(base, num_classes=7)), filter_size=filter_size)
+    ours = antialias(perturbed(timm.create_model(base, num_classes=7)), filter_size=filter_size)
     kwargs = {} if reference.startswith("resnetblur") and filter_size == 3 else {
         "aa_layer": _timm_blur(filter_size)}
     ref = timm.create_model(reference, num_classes=7, **kwargs).eval()
@@ -65,7 +55,7 @@ def test_matches_timms_own_anti_aliased_model(base, reference, filter_size):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_filter_size_1_computes_the_baseline(name):
-    base = _perturbed(timm.create_model(name, num_classes=5))
+    base = perturbed(timm.create_model(name, num_classes=5))
     ours = antialias(base, filter_size=1)
     assert detect_arch(base) == "timm" and _blurs(ours) >= 3
     x = torch.rand(2, 3, 64, 64)
@@ -75,7 +65,7 @@ def test_filter_size_1_computes_the_baseline(name):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_family_converts_keeps_parameters_and_runs(name):
-    base = _perturbed(timm.create_model(name, num_classes=5))
+    base = perturbed(timm.create_model(name, num_classes=5))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing-converted would warn
         ours = antialias(base, filter_size=3)

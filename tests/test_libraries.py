@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _models import perturbed
 
 from shiftattack.cli import main
 from shiftattack.errors import SpecError
@@ -22,23 +23,10 @@ IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def _perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights and BatchNorm statistics, so that a wrong layer or normalisation shows."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=gen))
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1, generator=gen)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def timm_file(tmp_path_factory):
     """A timm resnet18 state_dict with 10 classes, and the timm model that holds it."""
-    ref = _perturbed(timm.create_model("resnet18", num_classes=10))
+    ref = perturbed(timm.create_model("resnet18", num_classes=10))
     path = tmp_path_factory.mktemp("timm") / "resnet18.pt"
     torch.save(ref.state_dict(), path)
     return path, ref
@@ -50,7 +38,7 @@ def hf_folder(tmp_path_factory):
     cfg = transformers.ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
                                     num_labels=10, layer_type="basic")
     torch.manual_seed(0)
-    model = _perturbed(transformers.ResNetForImageClassification(cfg))
+    model = perturbed(transformers.ResNetForImageClassification(cfg))
     processor = transformers.ViTImageProcessor(image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3],
                                                size={"height": 32, "width": 32})
     folder = tmp_path_factory.mktemp("hf") / "tiny"
@@ -103,7 +91,7 @@ def test_hf_spec_gives_the_processor_and_model_logits(hf_folder):
 
 def test_hf_weights_file_loads_into_the_transformers_model(hf_folder, tmp_path):
     folder, model, processor = hf_folder
-    other = _perturbed(transformers.ResNetForImageClassification(model.config), seed=5)
+    other = perturbed(transformers.ResNetForImageClassification(model.config), seed=5)
     torch.save(other.state_dict(), tmp_path / "other.pt")
     ours = load_model(f"hf:{folder}", weights=tmp_path / "other.pt")
     pixels, x = _images()
@@ -177,7 +165,7 @@ def test_antialias_loads_weights_saved_from_the_converted_layout(timm_file, tmp_
     path, ref = timm_file
     converted = load_model("timm:resnet18", weights=path, antialias=3)
     saved = tmp_path / "aa.pt"
-    torch.save(_perturbed(converted, seed=3).state_dict(), saved)  # e.g. after fine-tuning
+    torch.save(perturbed(converted, seed=3).state_dict(), saved)  # e.g. after fine-tuning
     again = load_model("timm:resnet18", weights=saved, antialias=3)
     _, x = _images(size=64)
     with torch.no_grad():
