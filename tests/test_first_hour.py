@@ -182,3 +182,40 @@ def test_a_users_factory_may_load_its_own_weights(tmp_path):
     factory.write_text("from shiftattack.models import SmallCNN\ndef make():\n    return SmallCNN(num_classes=8)\n")
     assert main(["attack", "--model", f"{factory}:make", "--data", "synthetic:test", "--limit", "4",
                  "--shifts", "grid:1", "--mode", "zero", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+
+
+FAILING_LATER = """
+import torch
+BROKEN = {broken}
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 8)
+    def forward(self, x):
+        if BROKEN and bool(((x * 255 - 10).abs() < 0.5).any()):  # image 10 lives in the third chunk
+            raise RuntimeError("cannot handle this image")
+        return self.lin(x.mean((2, 3)))
+def make():
+    torch.manual_seed(0)
+    return Net()
+"""
+
+
+def test_a_later_failure_keeps_the_finished_units_and_says_resume_continues(tmp_path):
+    import numpy as np
+
+    data = tmp_path / "levels.npz"  # image k: every pixel = k
+    np.savez(data, x=np.repeat(np.arange(12, dtype=np.uint8), 32 * 32 * 3).reshape(12, 32, 32, 3),
+             y=np.arange(12) % 8)
+    model = tmp_path / "net.py"
+    model.write_text(FAILING_LATER.format(broken=True))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "shiftattack", "attack", "--model", f"{model}:make", "--data", str(data),
+           "--shifts", "grid:1", "--mode", "zero", "--chunk-size", "4", "--out", str(out), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 2 and "cannot handle this image" in done.stderr
+    assert "2 finished units kept in" in done.stderr and "--resume to continue" in done.stderr
+    model.write_text(FAILING_LATER.format(broken=False))
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "results.json").read_text())["n_images"] == 12

@@ -231,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ShiftAttackError as exc:
         print(f"error: {who}{exc}", file=sys.stderr)
+        kept = getattr(exc, "kept_units", None)
+        if kept:
+            print(f"{who}{kept[0]} finished unit{'s' if kept[0] != 1 else ''} kept in {kept[1]}: fix the cause "
+                  f"and rerun the same {args.command} command with --resume to continue", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(who + _interrupted_message(args.command), file=sys.stderr)

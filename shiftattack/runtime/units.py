@@ -137,8 +137,11 @@ class UnitStore:
         """Run the units inside this block: any exception calls :meth:`abandon` and propagates."""
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self.abandon()
+            kept = sum(1 for p in self.dir.glob("*.json") if p.name != "run.json") if self.dir.is_dir() else 0
+            if kept:  # the command line says that --resume continues from them
+                exc.kept_units = (kept, self.out)
             raise
 
 
