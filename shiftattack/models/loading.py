@@ -37,7 +37,7 @@ from shiftattack.errors import ModelError, SpecError
 from shiftattack.models._registry import create_model, is_model, list_models, parse_model_name
 from shiftattack.models.antialias import antialias as _antialias
 from shiftattack.models.libraries import HFImageClassifier, hf_folder, hf_model, timm_model
-from shiftattack.models.normalize import add_input_normalization
+from shiftattack.models.normalize import add_input_normalization, set_input_normalization
 from shiftattack.models.published import timm_weights, torchvision_weights
 from shiftattack.models.weights import (  # noqa: F401  (also importable from here)
     _load_state,
@@ -185,23 +185,6 @@ def _build(spec: str, pretrained: bool = False, num_classes: int | None = None) 
     return model
 
 
-def _resizable(spec: str) -> bool:
-    """Whether ``spec``'s builder takes a class count (a weights file of another count rebuilds the model)."""
-    return is_model(spec) or spec.startswith(("torchvision:", "timm:"))
-
-
-def _set_normalization(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-    """Replace the input normalisation a library model applies inside (``input_mean``/``input_std``)."""
-    channels = model.input_mean.shape[1]
-    if len(mean) != channels or len(std) != channels or any(s <= 0 for s in std):
-        raise SpecError(f"--mean and --std need {channels} values each (std > 0), got {list(mean)} and "
-                        f"{list(std)}")
-    model.register_buffer("input_mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1),
-                          persistent=False)
-    model.register_buffer("input_std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1),
-                          persistent=False)
-
-
 def weights_file(spec: str, weights: str | Path | None = None, pretrained: bool = False) -> Path | None:
     """The file that holds the weights :func:`load_model` loads for these arguments (None: random weights).
 
@@ -228,11 +211,15 @@ def weights_file(spec: str, weights: str | Path | None = None, pretrained: bool 
     return torchvision_weights(name)[0]
 
 
-def needs_weights(spec: str) -> bool:
-    """Whether ``spec`` builds a network whose weights must come from a file or the library: registry
-    names and ``torchvision:``/``timm:`` specs (an ``hf:`` folder holds its weights; a user's factory
-    may load its own)."""
+def _builds_network(spec: str) -> bool:
+    """Registry names and ``torchvision:``/``timm:`` specs: their builder makes a fresh network and takes a
+    class count (an ``hf:`` folder holds its weights; a user's factory may load its own)."""
     return is_model(spec) or spec.startswith(("torchvision:", "timm:"))
+
+
+def needs_weights(spec: str) -> bool:
+    """Whether ``spec`` builds a network whose weights must come from a file or the library."""
+    return _builds_network(spec)
 
 
 def check_weights_given(spec: str, weights, pretrained: bool, random_weights: bool) -> None:
@@ -306,7 +293,7 @@ def load_model(
     if weights is not None:
         state = read_state_dict(weights, trust_pickle)
         target = model.model if isinstance(model, HFImageClassifier) else model
-        if _resizable(spec):  # weights trained on another number of classes (e.g. the demo's 8)
+        if _builds_network(spec):  # weights trained on another number of classes (e.g. the demo's 8)
             classes = classes_in_weights(target, state)
             if classes is not None:
                 model = target = _build(spec, pretrained, num_classes=classes)
@@ -320,7 +307,7 @@ def load_model(
         model = _antialias(model, filter_size=antialias)
     if mean is not None and std is not None:
         if hasattr(model, "input_mean") and not is_model(spec):
-            _set_normalization(model, mean, std)
+            set_input_normalization(model, mean, std)
         else:
             model = Normalize(model, mean, std)
     return model.eval()

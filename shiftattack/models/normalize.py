@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from shiftattack.errors import ShapeError, SpecError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD", "add_input_normalization"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD", "add_input_normalization",
+           "set_input_normalization"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,15 +47,33 @@ def add_input_normalization(
     """
     if hasattr(model, "input_mean"):
         raise SpecError("model already normalises its input (it has an input_mean buffer)")
-    if len(mean) != len(std) or any(s <= 0 for s in std):
-        raise SpecError(f"mean and std need one value per channel and std > 0, got {mean!r} and {std!r}")
-    model.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
-                          persistent=False)
-    model.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
-                          persistent=False)
+    _register_stats(model, mean, std)
     model.min_input_size = int(min_size)
     model.register_forward_pre_hook(_normalize_input)
     return model
+
+
+def set_input_normalization(model: nn.Module, mean, std) -> None:
+    """Replace the statistics of a model :func:`add_input_normalization` made (same channel count).
+
+    Raises:
+        SpecError: a count other than the model's channels, or std <= 0.
+    """
+    channels = model.input_mean.shape[1]
+    if len(mean) != channels or len(std) != channels:
+        raise SpecError(f"--mean and --std need {channels} values each (std > 0), got {list(mean)} and "
+                        f"{list(std)}")
+    _register_stats(model, mean, std)
+
+
+def _register_stats(model: nn.Module, mean, std) -> None:
+    """The non-persistent (1, C, 1, 1) buffers ``input_mean`` and ``input_std`` (std > 0 checked)."""
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        raise SpecError(f"mean and std need one value per channel and std > 0, got {mean!r} and {std!r}")
+    model.register_buffer("input_mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1),
+                          persistent=False)
+    model.register_buffer("input_std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1),
+                          persistent=False)
 
 
 def _normalize_input(module: nn.Module, args: tuple) -> tuple:
