@@ -314,7 +314,8 @@ def test_unknown_layout(tmp_path: Path) -> None:
     [("notes.txt", b"not an image"), ("broken.png", b"\x89PNG\r\n\x1a\n garbage")],
 )
 def test_non_image_file_in_folder(tmp_path: Path, name: str, data: bytes) -> None:
-    """A non-image name is an error; an image file that cannot be decoded is skipped (or, strict, an error)."""
+    """A non-image name, or an image file that cannot be decoded, is skipped with one warning kept in
+    ``warnings`` (or, strict, an error naming it)."""
     _write_folder(tmp_path / "d", {"a": _pixels(2), "b": _pixels(1)})
     (tmp_path / "d" / "b" / name).write_bytes(data)
     with pytest.raises(DataError, match=f"b/{name}"):
@@ -324,10 +325,12 @@ def test_non_image_file_in_folder(tmp_path: Path, name: str, data: bytes) -> Non
                       "test/b/1.png": _png_bytes(_pixels(1)[0])})
     with pytest.raises(DataError, match=f"test/b/{name}"):
         load_dataset(f"{path}:test", strict=True)
-    if name.endswith(".png"):
-        with pytest.warns(DataWarning, match=f"skipped 1 unreadable image file.*test/b/{name}"):
-            ds = load_dataset(f"{path}:test")
-        assert len(ds) == 2 and ds.labels.tolist() == [0, 1]
+    what = "unreadable image file" if name.endswith(".png") else "file.*that are not images"
+    with pytest.warns(DataWarning, match=f"skipped 1 {what}.*b/{name}"):
+        ds = load_dataset(f"{path}:test")
+    assert len(ds) == 2 and ds.labels.tolist() == [0, 1]
+    assert len(ds.warnings) == 1 and f"b/{name}" in ds.warnings[0]
+    assert ds.names == ["test/a/0.png", "test/b/1.png"]
 
 
 def test_corrupt_npz_and_zip(tmp_path: Path) -> None:

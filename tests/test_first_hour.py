@@ -219,3 +219,141 @@ def test_a_later_failure_keeps_the_finished_units_and_says_resume_continues(tmp_
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "results.json").read_text())["n_images"] == 12
+
+
+def _cifar_folder(cifar_zip, root, per_class: int = 2):
+    """A folder ``root/<class>/<file>.jpg`` of real CIFAR-10 test images, ``per_class`` of each class."""
+    import zipfile
+
+    with zipfile.ZipFile(cifar_zip) as zf:
+        members = sorted(n for n in zf.namelist() if n.startswith("test/") and n.endswith(".jpg"))
+        taken: dict[str, int] = {}
+        for name in members:
+            cls = name.split("/")[1]
+            if taken.get(cls, 0) < per_class:
+                taken[cls] = taken.get(cls, 0) + 1
+                (root / cls).mkdir(parents=True, exist_ok=True)
+                (root / cls / name.split("/")[2]).write_bytes(zf.read(name))
+    return root
+
+
+@pytest.mark.data
+def test_non_image_files_in_class_folders_are_skipped_with_one_recorded_warning(cifar_zip, weights, tmp_path):
+    root = _cifar_folder(cifar_zip, tmp_path / "images")
+    (root / "cat" / "notes.txt").write_text("taken on my phone\n")
+    (root / "dog" / "labels.csv").write_text("file,label\n")
+    (root / "dog" / ".DS_Store").write_bytes(b"\0\0")  # hidden: ignored, not counted
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "shiftattack", "attack", "--model", "small_cnn", "--weights", str(weights),
+           "--data", str(root), "--shifts", "grid:1", "--mode", "circular", "--out", str(out), "--quiet"]
+    env = {k: v for k, v in ENV.items() if k != "PYTHONWARNINGS"}  # the warning is the point
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1, done.stderr
+    assert "skipped 2 file(s) that are not images" in lines[0]
+    assert "cat/notes.txt" in lines[0] and "dog/labels.csv" in lines[0] and "--strict-data" in lines[0]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["n_images"] == 20
+    assert doc["data"]["warnings"] == [lines[0].removeprefix("warning: ")]
+    strict = tmp_path / "strict"
+    done = subprocess.run([*cmd[:-3], "--out", str(strict), "--strict-data", "--quiet"], capture_output=True,
+                          text=True, env=ENV, timeout=300)
+    assert done.returncode == 2 and "not an image file" in done.stderr and "cat/notes.txt" in done.stderr
+    assert "Traceback" not in done.stderr and not strict.exists()
+
+
+@pytest.mark.data
+def test_results_csv_names_each_images_source_and_classes(cifar_zip, weights, tmp_path):
+    import csv
+    import zipfile
+
+    out = tmp_path / "run"
+    assert main(_attack("--weights", str(weights), "--data", f"{cifar_zip}:test", "--limit", "30",
+                        "--shifts", "grid:1", "--mode", "circular", "--out", str(out))) == 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 30
+    classes = sorted({n.split("/")[1] for n in zipfile.ZipFile(cifar_zip).namelist() if n.count("/") == 2})
+    members = set(zipfile.ZipFile(cifar_zip).namelist())
+    for row in rows:  # each source is a member of the archive, in the folder of its true class
+        assert row["source"] in members
+        assert row["source"].split("/")[1] == row["true_class"] == classes[int(row["label"])]
+        assert row["pred_class"] == classes[int(row["clean_pred"])]
+    # an .npz has no file names or class names: the source is the array row, the names empty
+    import numpy as np
+
+    arrays = tmp_path / "a.npz"
+    np.savez(arrays, x=np.zeros((3, 32, 32, 3), np.uint8), y=np.array([0, 1, 2]))
+    assert main(_attack("--weights", str(weights), "--data", str(arrays), "--shifts", "grid:1",
+                        "--mode", "circular", "--out", str(tmp_path / "npz"))) == 0
+    rows = list(csv.DictReader((tmp_path / "npz" / "results.csv").open()))
+    assert [r["source"] for r in rows] == ["x[0]", "x[1]", "x[2]"] and rows[0]["true_class"] == ""
+
+
+FACTORY = """
+from shiftattack.models import create_model
+def make():{extra}
+    return create_model("small_cnn")
+"""
+
+
+def _zip_folder(folder, path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in sorted(folder.rglob("*.jpg")):
+            zf.write(f, "test/" + f.relative_to(folder).as_posix())
+    return path
+
+
+@pytest.mark.data
+def test_a_certificate_travels_and_verify_accepts_moved_files_only_with_their_sha256(cifar_zip, weights, tmp_path):
+    import shutil
+
+    made, elsewhere, moved = tmp_path / "made", tmp_path / "elsewhere", tmp_path / "moved"
+    for d in (made, elsewhere, moved):
+        d.mkdir()
+    _zip_folder(_cifar_folder(cifar_zip, tmp_path / "imgs", per_class=2), made / "data.zip")
+    _zip_folder(_cifar_folder(cifar_zip, tmp_path / "imgs3", per_class=3), tmp_path / "other.zip")
+    (made / "net.py").write_text(FACTORY.format(extra=""))
+    shutil.copy(weights, made / "w.pt")
+
+    def run(*args, cwd):
+        return subprocess.run([sys.executable, "-m", "shiftattack", *args, "--quiet"], cwd=cwd,
+                              capture_output=True, text=True, env=ENV, timeout=300)
+
+    done = run("certify", "--model", "net.py:make", "--weights", "w.pt", "--data", "data.zip:test",
+               "--shifts", "grid:1", "--mode", "circular", "--out", "cert", cwd=made)
+    assert done.returncode == 0, done.stderr
+    cert = made / "cert" / "certificate.json"
+    doc = json.loads(cert.read_text())
+    assert doc["model"]["spec"] == "net.py:make" and doc["data"]["spec"] == "data.zip:test"  # as written
+    assert doc["data"]["resolved_spec"] == f"{made / 'data.zip'}:test"
+    assert doc["model"]["weights_path"] == str(made / "w.pt")
+    # 1. from another directory: found at the recorded absolute paths
+    done = run("verify", str(cert), cwd=elsewhere)
+    assert done.returncode == 0 and "verified: 20 of 20" in done.stdout, done.stderr
+    # 2. the data moved: not found (exit 2) until --data says where; other images are refused (exit 1)
+    shutil.move(made / "data.zip", moved / "data.zip")
+    assert run("verify", str(cert), cwd=elsewhere).returncode == 2
+    done = run("verify", str(cert), "--data", f"{moved / 'data.zip'}:test", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    done = run("verify", str(cert), "--data", f"{tmp_path / 'other.zip'}:test", cwd=elsewhere)
+    assert done.returncode == 1 and "differ from the certified data" in done.stderr
+    # 3. weights and model file moved: accepted with the same bytes, refused with others
+    shutil.move(made / "w.pt", moved / "w.pt")
+    shutil.move(made / "net.py", moved / "net.py")
+    ok = ["--data", f"{moved / 'data.zip'}:test", "--weights", str(moved / "w.pt"),
+          "--model", f"{moved / 'net.py'}:make"]
+    done = run("verify", str(cert), *ok, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    torch.manual_seed(1)
+    from shiftattack.models import create_model
+
+    torch.save(create_model("small_cnn").state_dict(), tmp_path / "other.pt")
+    done = run("verify", str(cert), *ok[:2], "--weights", str(tmp_path / "other.pt"), *ok[4:], cwd=elsewhere)
+    assert done.returncode == 1 and "--weights" in done.stderr and "not the weights file that was certified" \
+        in done.stderr
+    (tmp_path / "edited.py").write_text(FACTORY.format(extra="\n    print('changed')"))
+    done = run("verify", str(cert), *ok[:4], "--model", f"{tmp_path / 'edited.py'}:make", cwd=elsewhere)
+    assert done.returncode == 1 and "not the model file that was certified" in done.stderr

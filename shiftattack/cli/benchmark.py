@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shiftattack.cli.options import add_model_options, model_options, positive_int
+from shiftattack.cli.options import add_model_options, add_strict_data, model_options, positive_int
 
 __all__ = ["add_benchmark", "add_corrupt"]
 
@@ -49,8 +49,7 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     r = p.add_argument_group("run")
     r.add_argument("--limit", type=positive_int, help="deterministic class-balanced subset of N images")
-    r.add_argument("--strict", action="store_true",
-                   help="stop at an unreadable image file of --data (default: skip it with a warning)")
+    add_strict_data(r, " of --data")
     r.add_argument(
         "--resize",
         type=positive_int,

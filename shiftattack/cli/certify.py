@@ -97,6 +97,13 @@ def add_verify(sub) -> None:
         "bad input (for example data that can no longer be read).",
     )
     v.add_argument("certificate", metavar="CERT", help="certificate.json or its folder")
+    moved = v.add_argument_group(
+        "moved files", "by default the model, weights and data are found at the absolute paths the "
+        "certificate records (else as written); these point to them where they are now, and each is "
+        "accepted only when its sha256 equals the certificate's (else exit 1)")
+    moved.add_argument("--model", help="the certified model spec where it is now (FILE.py:callable)")
+    moved.add_argument("--weights", help="the certified weights file where it is now")
+    moved.add_argument("--data", help="the certified data where they are now (a spec, e.g. DIR/data.zip:test)")
     v.add_argument("--sample", type=int, help="check a random sample of N images (default: all)")
     v.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     v.add_argument("--batch-size", type=int, help="forward-pass batch (default: the certificate's)")
@@ -171,6 +178,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         report = verify_certificate(
             args.certificate,
+            model=args.model,
+            weights=args.weights,
+            data=args.data,
             sample=args.sample,
             seed=args.seed,
             device=args.device,

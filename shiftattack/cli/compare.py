@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shiftattack.cli.options import MODEL_HELP, add_trust_pickle, filter_size, positive_int
+from shiftattack.cli.options import MODEL_HELP, add_strict_data, add_trust_pickle, filter_size, positive_int
 
 __all__ = ["add_compare"]
 
@@ -56,7 +56,7 @@ def add_compare(sub) -> None:
     m.add_argument("--data", required=True, help="the images every model is scored on (attack's specs)")
     m.add_argument("--limit", type=positive_int, help="deterministic class-balanced subset of N images")
     m.add_argument("--resize", type=positive_int, help="resize the shorter side to N px and centre-crop")
-    m.add_argument("--strict", action="store_true", help="stop at an unreadable image file")
+    add_strict_data(m)
     q = p.add_argument_group("protocol (written into the leaderboard)")
     q.add_argument("--radius", type=positive_int, default=2, help="K of the shift grid grid:K (default 2)")
     q.add_argument("--consistency-repeats", type=positive_int, default=5, help="pairs per image (default 5)")

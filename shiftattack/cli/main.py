@@ -16,7 +16,7 @@ from shiftattack._version import __version__
 from shiftattack.cli.benchmark import add_benchmark, add_corrupt
 from shiftattack.cli.certify import add_certify, add_verify
 from shiftattack.cli.compare import add_compare
-from shiftattack.cli.options import add_model_options, floats, model_options, positive_int
+from shiftattack.cli.options import add_model_options, add_strict_data, floats, model_options, positive_int
 from shiftattack.cli.report import add_demo, add_report
 from shiftattack.cli.stability import add_stability
 from shiftattack.defaults import CHUNK_SIZE
@@ -42,8 +42,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True,
                    help="ImageFolder dir, ImageFolder .zip[:split], CIFAR-10 batches dir[:split], or .npz")
     g.add_argument("--limit", type=positive_int, help="deterministic class-balanced subset of N images")
-    g.add_argument("--strict", action="store_true",
-                   help="stop at an unreadable image file (default: skip it with a warning naming it)")
+    add_strict_data(g)
     g.add_argument("--resize", type=positive_int,
                    help="resize the shorter side to N px and centre-crop N x N (ImageNet canvases: 256)")
     t = p.add_argument_group("threat")

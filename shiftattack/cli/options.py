@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_model_options", "add_trust_pickle", "filter_size", "floats", "model_options", "positive_int"]
+__all__ = ["add_model_options", "add_strict_data", "add_trust_pickle", "filter_size", "floats", "model_options", "positive_int"]
 
 
 def add_trust_pickle(group) -> None:
@@ -15,6 +15,16 @@ def add_trust_pickle(group) -> None:
         action="store_true",
         help="read a weights file that only full unpickling can read (a pickled whole model); "
         "unpickling runs code from the file, so use it only for files you trust",
+    )
+
+
+def add_strict_data(group, of: str = "") -> None:
+    """``--strict-data`` (also spelled ``--strict``): stop at a file of ``--data`` that is not an
+    image or cannot be read, instead of skipping it with one warning (recorded in the results)."""
+    group.add_argument(
+        "--strict-data", "--strict", dest="strict", action="store_true",
+        help=f"stop at a file{of} that is not an image or cannot be read (default: skip such files "
+        "with one warning naming them, recorded in the results)",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shiftattack.cli.options import add_model_options
+from shiftattack.cli.options import add_model_options, add_strict_data
 
 __all__ = ["add_stability"]
 
@@ -28,8 +28,7 @@ def add_stability(sub, positive_int, floats) -> None:
         help="ImageFolder dir or .zip[:split], CIFAR-10 batches, .npz, synthetic:test",
     )
     g.add_argument("--limit", type=positive_int, help="deterministic class-balanced subset of N images")
-    g.add_argument("--strict", action="store_true",
-                   help="stop at an unreadable image file (default: skip it with a warning naming it)")
+    add_strict_data(g)
     g.add_argument("--resize", type=positive_int, help="resize the shorter side and centre-crop (canvases)")
     t = p.add_argument_group("protocol")
     t.add_argument(
@@ -113,7 +112,7 @@ def _cmd_stability(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
         )
     doc["model"] = {"spec": args.model, "weights": args.weights}
-    doc["data"] = {"spec": args.data, "limit": args.limit, "resize": args.resize}
+    doc["data"] = {"spec": args.data, "limit": args.limit, "resize": args.resize, "warnings": data.warnings}
     path = write_json(open_output_dir(args.out, args.overwrite) / "stability.json", doc)
     cons = ", ".join(f"{m} {v:.2f} %" for m, v in doc["consistency"].items())
     fr = doc["flip_rate"]

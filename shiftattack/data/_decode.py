@@ -177,7 +177,7 @@ def decode_images(
             bar.update(1)
             if isinstance(got, DataError):
                 if strict:
-                    raise DataError(f"{got} (--strict stops at the first unreadable image)") from got
+                    raise DataError(f"{got} (--strict-data stops at the first unreadable image)") from got
                 skipped.append(str(got))
                 continue
             arr, mode = got
@@ -206,7 +206,7 @@ def decode_images(
         shown = "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
         warnings.warn(
             f"skipped {len(skipped)} unreadable image file(s) of {len(names)}: {shown}; "
-            "pass --strict to stop at such files instead", DataWarning, stacklevel=2)
+            "pass --strict-data to stop at such files instead", DataWarning, stacklevel=2)
     if modes:
         counts = ", ".join(f"{n} {m}" for m, n in sorted(modes.items()))
         warnings.warn(

@@ -165,7 +165,8 @@ def load_cifar_batches(root: Path, split: str | None, *, limit: int | None, sour
         raise SpecError(
             f"unknown split {split!r} for the CIFAR-10 batches in {root}; expected one of {', '.join(SPLITS)}"
         )
-    parts = [_read_batch(p) for p in _batch_files(root, split)]
+    batch_files = _batch_files(root, split)
+    parts = [_read_batch(p) for p in batch_files]
     data = np.concatenate([d for d, _ in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([lb for _, lb in parts]) if len(parts) > 1 else parts[0][1]
     if data.shape[0] == 0:
@@ -175,10 +176,21 @@ def load_cifar_batches(root: Path, split: str | None, *, limit: int | None, sour
         raise DataError(f"{root}: label {labels.max()} but batches.meta names only {len(classes)} classes")
     chosen = select_indices(labels, limit)
     images = data[chosen].reshape(-1, 3, _SIDE, _SIDE)
+    files = [(p.name, len(d)) for p, (d, _) in zip(batch_files, parts, strict=True)]
     return LabeledImages(
         images=torch.from_numpy(images),
         labels=torch.from_numpy(labels[chosen]),
         indices=torch.from_numpy(chosen),
         classes=classes,
         source=source,
+        names=[_row_name(files, i) for i in chosen.tolist()],
     )
+
+
+def _row_name(files: list[tuple[str, int]], index: int) -> str:
+    """``"data_batch_2[17]"``: the batch file and row of image ``index`` of the concatenated split."""
+    for name, size in files:
+        if index < size:
+            return f"{name}[{index}]"
+        index -= size
+    raise IndexError(index)

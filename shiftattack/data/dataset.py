@@ -14,7 +14,7 @@ its ``verify``) pick the same images.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,6 +36,12 @@ class LabeledImages:
         classes: class names in label order (``classes[label]``) when the
             source has them, else ``None``.
         source: the data spec string the dataset was loaded from.
+        names: where each image came from inside ``source``, ``(N,)`` strings: the file's
+            path inside the folder or archive (``cat/0001.jpg``), or the array and row
+            (``x[17]``, ``test_batch[17]``); ``None`` when the loader did not say (then
+            :meth:`source_names` gives the indices).
+        warnings: what the loader left out or converted (one line each), recorded
+            in results files next to the data spec.
 
     Raises:
         DataError: when the tensors have the wrong dtype or shape or disagree
@@ -53,6 +59,8 @@ class LabeledImages:
     indices: torch.Tensor
     classes: list[str] | None
     source: str
+    names: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         x, y, idx = self.images, self.labels, self.indices
@@ -70,12 +78,26 @@ class LabeledImages:
                     f"LabeledImages.{name} must be int64 of shape ({n},) to match images, "
                     f"got {t.dtype} {tuple(t.shape)}"
                 )
+        if self.names is not None and len(self.names) != n:
+            raise DataError(f"LabeledImages.names has {len(self.names)} entries for {n} images")
         if self.classes is not None and n and int(y.max()) >= len(self.classes):
             raise DataError(f"label {int(y.max())} has no class name: {len(self.classes)} classes given")
 
     def __len__(self) -> int:
         """Number of images ``N``."""
         return int(self.images.shape[0])
+
+    def source_names(self) -> list[str]:
+        """Where each image came from (:attr:`names`), or ``"#<index>"`` when the loader did not say."""
+        if self.names is not None:
+            return list(self.names)
+        return [f"#{i}" for i in self.indices.tolist()]
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label``, or ``""`` when the data has no class names (or too few)."""
+        if self.classes is None or not 0 <= label < len(self.classes):
+            return ""
+        return self.classes[label]
 
     def float_images(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Images ``start:stop`` as float32 in ``[0, 1]`` (``uint8 / 255``).

@@ -9,9 +9,14 @@ order; dataset order is class by class in label order, so an image's index is
 its position in that order. Files at the root itself are ignored (a README
 may sit beside the class folders); hidden files and folders (``.name``),
 ``__MACOSX``, ``Thumbs.db`` and ``desktop.ini`` are ignored everywhere. Any
-other file in a class folder must be an image (see
-:data:`~shiftattack.data._decode.IMAGE_EXTENSIONS`), or loading fails naming
-it.
+other file in a class folder whose name is not an image's (see
+:data:`~shiftattack.data._decode.IMAGE_EXTENSIONS`) is left out with one
+:class:`~shiftattack.errors.DataWarning` giving their count and first names
+(and kept in :attr:`LabeledImages.warnings`, so results files record it), or,
+with ``strict``, refused naming the first.
+
+Each image's :attr:`LabeledImages.names` entry is its path inside the root
+(``<class>/<file>``), the folder or archive it came from being the data spec.
 
 In a zip, a split suffix (``data.zip:test``) chooses the top-level folder;
 without one the zip's root must hold the class folders, or a single folder
@@ -22,6 +27,7 @@ read and decoded.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +38,7 @@ import torch
 
 from shiftattack.data._decode import IMAGE_EXTENSIONS, decode_images, is_image_name
 from shiftattack.data.dataset import LabeledImages, select_indices
-from shiftattack.errors import DataError
+from shiftattack.errors import DataError, DataWarning
 
 __all__ = ["load_image_folder", "load_image_zip"]
 
@@ -101,12 +107,14 @@ def _looks_split(listing: _Listing) -> bool:
 
 
 def _index(
-    listing: _Listing, where: str, spec_base: str, name_of: Callable[[str], str]
+    listing: _Listing, where: str, spec_base: str, name_of: Callable[[str], str], strict: bool = False
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Classes, relative file paths (dataset order) and labels of a listing.
 
     ``where`` names the root in messages, ``spec_base`` is the spec a split
-    suffix would follow, ``name_of("<class>/<file>")`` names one file.
+    suffix would follow, ``name_of("<class>/<file>")`` names one file. Files
+    that are not images are left out with one :class:`DataWarning` (an error
+    under ``strict``).
 
     Returns:
         ``(classes, paths, labels)`` with ``paths[i] = "<class>/<file>"`` and
@@ -127,15 +135,25 @@ def _index(
     classes = sorted(listing.folders)
     paths: list[str] = []
     labels: list[int] = []
+    others: list[str] = []
     for label, cls in enumerate(classes):
         for name in sorted(listing.folders[cls]):
             if not is_image_name(name):
-                raise DataError(
-                    f"not an image file: {name_of(f'{cls}/{name}')}; class folders may hold only "
-                    f"images ({', '.join(IMAGE_EXTENSIONS)})"
-                )
+                if strict:
+                    raise DataError(
+                        f"not an image file: {name_of(f'{cls}/{name}')}; class folders may hold only "
+                        f"images ({', '.join(IMAGE_EXTENSIONS)}) under --strict-data"
+                    )
+                others.append(f"{cls}/{name}")
+                continue
             paths.append(f"{cls}/{name}")
             labels.append(label)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        warnings.warn(
+            f"skipped {len(others)} file(s) that are not images in the class folders of {where}: {shown} "
+            f"(images end in {', '.join(IMAGE_EXTENSIONS)}); pass --strict-data to stop at such files instead",
+            DataWarning, stacklevel=3)
     if not paths:
         raise DataError(
             f"no images in {where}: its {len(classes)} class folders "
@@ -145,7 +163,8 @@ def _index(
 
 
 def _assemble(
-    images: np.ndarray, labels: np.ndarray, chosen: np.ndarray, classes: list[str], source: str
+    images: np.ndarray, labels: np.ndarray, chosen: np.ndarray, classes: list[str], source: str,
+    paths: list[str],
 ) -> LabeledImages:
     return LabeledImages(
         images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
@@ -153,6 +172,7 @@ def _assemble(
         indices=torch.from_numpy(chosen),
         classes=classes,
         source=source,
+        names=[paths[i] for i in chosen],
     )
 
 
@@ -166,7 +186,8 @@ def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: 
             :func:`~shiftattack.data.balanced_subset`), or all for ``None``.
         progress: show a progress bar while decoding many images.
         source: the spec string, stored in the result.
-        strict: stop at the first unreadable file instead of skipping it with a warning.
+        strict: stop at the first file that is not an image or cannot be read, instead of
+            skipping such files with a warning.
 
     Returns:
         :class:`LabeledImages` with images ``(N, 3, H, W)`` uint8.
@@ -175,11 +196,11 @@ def load_image_folder(root: Path, *, limit: int | None, progress: bool, source: 
         DataError: no class folders, no images, no readable image, an
             unreadable file under ``strict``, or images of different sizes.
     """
-    classes, paths, labels = _index(_list_dir(root), str(root), str(root), lambda rel: str(root / rel))
+    classes, paths, labels = _index(_list_dir(root), str(root), str(root), lambda rel: str(root / rel), strict)
     chosen = select_indices(labels, limit)
     names = [str(root / paths[i]) for i in chosen]
     images, kept = decode_images(names, _read_file, progress=progress, resize=resize, strict=strict)
-    return _assemble(images, labels, chosen[kept], classes, source)
+    return _assemble(images, labels, chosen[kept], classes, source, paths)
 
 
 def _read_file(name: str) -> bytes:
@@ -232,7 +253,7 @@ def load_image_zip(
         prefix = _zip_prefix(names, split, path)
         where = f"{prefix.rstrip('/')} in {path}" if prefix else str(path)
         classes, paths, labels = _index(
-            _list_zip(names, prefix), where, str(path), lambda rel: f"{prefix}{rel} in {path}"
+            _list_zip(names, prefix), where, str(path), lambda rel: f"{prefix}{rel} in {path}", strict
         )
         chosen = select_indices(labels, limit)
         members = [prefix + paths[i] for i in chosen]
@@ -240,4 +261,4 @@ def load_image_zip(
             members, zf.read, progress=progress, desc=f"decoding {path.name}", where=str(path),
             resize=resize, strict=strict,
         )
-    return _assemble(images, labels, chosen[kept], classes, source)
+    return _assemble(images, labels, chosen[kept], classes, source, [prefix + p for p in paths])

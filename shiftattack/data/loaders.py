@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,9 +30,9 @@ from shiftattack.data.dataset import LabeledImages, _check_limit
 from shiftattack.data.folder import load_image_folder, load_image_zip
 from shiftattack.data.npz import load_npz
 from shiftattack.data.synthetic import is_synthetic_spec, load_synthetic
-from shiftattack.errors import DataError, SpecError
+from shiftattack.errors import DataError, DataWarning, SpecError
 
-__all__ = ["LAYOUTS", "load_dataset"]
+__all__ = ["LAYOUTS", "load_dataset", "resolved_data_spec"]
 
 #: The dataset layouts ``load_dataset`` accepts, as shown in error messages.
 LAYOUTS = (
@@ -69,6 +70,19 @@ def _split_spec(spec: str) -> tuple[Path, str | None]:
     return base_path, split
 
 
+def resolved_data_spec(spec: str) -> str:
+    """``spec`` with its path made absolute (a ``:split`` suffix kept), so that it names the same
+    data from any working directory; the built-in synthetic set is returned as it is.
+
+    Raises:
+        DataError, SpecError: as :func:`load_dataset` for a path that does not exist or a bad suffix.
+    """
+    if is_synthetic_spec(spec) and not Path(spec.partition(":")[0]).exists():
+        return spec
+    path, split = _split_spec(spec)
+    return str(path.resolve()) + ("" if split is None else f":{split}")
+
+
 def _unknown_layout(path: Path, why: str) -> DataError:
     return DataError(f"unknown dataset layout at {path} ({why}); accepted layouts: {LAYOUTS}")
 
@@ -100,6 +114,22 @@ def load_dataset(
     spec: str | os.PathLike[str], *, limit: int | None = None, progress: bool = True,
     resize: int | None = None, strict: bool = False,
 ) -> LabeledImages:
+    """Load a labelled image dataset from a ``--data`` spec (see :func:`_load`); the
+    :class:`~shiftattack.errors.DataWarning` lines the loader issued are also kept in
+    the result's ``warnings`` so that results files can record them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = _load(spec, limit=limit, progress=progress, resize=resize, strict=strict)
+    for w in caught:  # shown as usual, once the load is over
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    data.warnings = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    return data
+
+
+def _load(
+    spec: str | os.PathLike[str], *, limit: int | None = None, progress: bool = True,
+    resize: int | None = None, strict: bool = False,
+) -> LabeledImages:
     """Load a labelled image dataset from a ``--data`` spec.
 
     Args:
@@ -118,9 +148,10 @@ def load_dataset(
         resize: resize the shorter side to this many px and centre-crop a
             square (``Resize(n)`` + ``CenterCrop(n)``, bilinear): images of
             mixed sizes become one size, e.g. 256 px ImageNet canvases.
-        strict: image folders and zips: stop at the first file that cannot be
-            read or decoded; by default such files are skipped with one
-            :class:`~shiftattack.errors.DataWarning` naming them.
+        strict: image folders and zips: stop at the first file that is not an
+            image or cannot be read or decoded (``--strict-data``); by default
+            such files are skipped with one :class:`~shiftattack.errors.DataWarning`
+            naming them, also kept in the result's ``warnings``.
 
     Returns:
         :class:`~shiftattack.data.LabeledImages` with uint8 RGB images

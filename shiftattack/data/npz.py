@@ -92,4 +92,5 @@ def load_npz(path: Path, *, limit: int | None, source: str) -> LabeledImages:
         indices=torch.from_numpy(chosen),
         classes=None,
         source=source,
+        names=[f"x[{i}]" for i in chosen.tolist()],
     )

@@ -128,4 +128,5 @@ def load_synthetic(spec: str, limit: int | None = None) -> LabeledImages:
     labels = torch.arange(SPLIT_SIZES[split]) % len(SYNTHETIC_CLASSES)
     chosen = None if limit is None else balanced_subset(labels, limit)
     data = synthetic_images(split, chosen)
-    return LabeledImages(data.images, data.labels, data.indices, data.classes, spec)
+    return LabeledImages(data.images, data.labels, data.indices, data.classes, spec,
+                         names=[f"{_PREFIX}:{split}[{i}]" for i in data.indices.tolist()])

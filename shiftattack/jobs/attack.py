@@ -199,10 +199,10 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
                     "random_weights": cfg.random_weights, "antialias": cfg.antialias, "mean": cfg.mean, "std": cfg.std,
                     "weights_sha256": weights_sha256(cfg.model, cfg.weights, cfg.pretrained)}
     doc["data"] = {"spec": cfg.data, "limit": cfg.limit, "resize": cfg.resize, "n_images": n,
-                   "image_size": list(data.images.shape[-2:])}
+                   "image_size": list(data.images.shape[-2:]), "warnings": data.warnings}
     doc["versions"] = {"shiftattack": __version__, "torch": torch.__version__}
     write_json(path / "results.json", doc)
-    _write_csv(path / "results.csv", doc, threat.shifts.has_rotation)
+    _write_csv(path / "results.csv", doc, threat.shifts.has_rotation, data)
     seconds = time.perf_counter() - start
     write_json(path / "timing.json", {
         "seconds": seconds, "n_evaluated": doc["n_evaluated"],
@@ -213,9 +213,13 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     return doc
 
 
-def _write_csv(path: Path, doc: dict[str, Any], rotation: bool) -> None:
+def _write_csv(path: Path, doc: dict[str, Any], rotation: bool, data) -> None:
+    """One row per image; the last three columns say where it came from and name its classes."""
     header = ["index", "label", "clean_pred", "robust", "worst_dx", "worst_dy"]
     header += ["worst_angle", "worst_margin", "n_evaluated"] if rotation else ["worst_margin", "n_evaluated"]
+    header += ["source", "true_class", "pred_class"]
     rows = ([r["index"], r["label"], r["clean_pred"], int(r["robust"]), *r["worst_shift"],
-             f"{r['worst_margin']:.6g}", r["n_evaluated"]] for r in doc["images"])
+             f"{r['worst_margin']:.6g}", r["n_evaluated"], name, data.class_name(r["label"]),
+             data.class_name(r["clean_pred"])]
+            for r, name in zip(doc["images"], data.source_names(), strict=True))
     write_csv(path, header, rows)

@@ -22,16 +22,24 @@ from shiftattack.api import load_images_and_model
 from shiftattack.attacks import VerificationError
 from shiftattack.certify.document import METHODS, seal, state_sha256
 from shiftattack.certify.methods import build_threat, certify_chunk, check_model, curve, describe
+from shiftattack.data.loaders import resolved_data_spec
 from shiftattack.defaults import BOUND_ATTACK_STEP, BOUND_BATCH, BOUND_MAX_PIECES, BOUND_MIN_WIDTH, CHUNK_SIZE
 from shiftattack.errors import ShiftAttackError, SpecError
 from shiftattack.jobs.config import RunConfig
-from shiftattack.models.loading import check_weights_given, weights_sha256
+from shiftattack.models.loading import (
+    check_weights_given,
+    file_sha256,
+    model_source,
+    resolved_model_spec,
+    weights_sha256,
+)
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
 from shiftattack.runtime.units import open_run
 
-__all__ = ["CertifyConfig", "Inputs", "run_certify", "build_threat", "load_inputs", "config_from_document"]
+__all__ = ["CertifyConfig", "Inputs", "run_certify", "build_threat", "load_inputs", "config_from_document",
+           "located_model"]
 
 
 @dataclass(kw_only=True)
@@ -192,7 +200,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
     records = [r for u in units.values() for r in u["records"]]
     doc = _document(cfg, threat, records, fingerprints, device, data)
     write_json(path / "certificate.json", doc)
-    _write_csv(path / "certificate.csv", records)
+    _write_csv(path / "certificate.csv", records, data)
     doc["_seconds"] = time.perf_counter() - start
     return doc
 
@@ -228,6 +236,7 @@ def _document(
             "std": cfg.std,
             "weights_sha256": fingerprints["weights_sha256"],
             "state_sha256": fingerprints["state_sha256"],
+            **located_model(cfg.model, cfg.weights),
         },
         "data": {
             "spec": cfg.data,
@@ -236,8 +245,10 @@ def _document(
             "n_images": n,
             "image_size": list(data.images.shape[-2:]),
             "sha256": fingerprints["data_sha256"],
+            "resolved_spec": resolved_data_spec(cfg.data),
             "canvas_pad": cfg.canvas_pad,
             "canvas_pad_mode": cfg.canvas_pad_mode,
+            "warnings": data.warnings,
         },
         "versions": {"shiftattack": __version__, "torch": torch.__version__},
         "device": str(device),
@@ -254,7 +265,19 @@ def _document(
     return seal(doc)
 
 
-def _write_csv(path: Path, records: list[dict]) -> None:
+def located_model(spec: str, weights: str | None) -> dict[str, Any]:
+    """Where the model's files are, from any directory: its spec with local paths absolute, the
+    weights file's absolute path, and the sha256 of a ``file.py`` spec's source (None when none)."""
+    source = model_source(spec)
+    return {
+        "resolved_spec": resolved_model_spec(spec),
+        "weights_path": None if weights is None else str(Path(weights).resolve()),
+        "source_sha256": None if source is None else file_sha256(source),
+    }
+
+
+def _write_csv(path: Path, records: list[dict], data) -> None:
+    """One row per image; the last three columns say where it came from and name its classes."""
     header = [
         "index",
         "label",
@@ -270,6 +293,7 @@ def _write_csv(path: Path, records: list[dict]) -> None:
     smooth = any("smoothed_pred" in r for r in records)
     if smooth:
         header.append("smoothed_pred")
+    header += ["source", "true_class", "pred_class"]
     rows = (
         [
             r["index"],
@@ -282,7 +306,10 @@ def _write_csv(path: Path, records: list[dict]) -> None:
             r["n_evaluated"],
             "" if r.get("certified_radius") is None else r["certified_radius"],
             *([r["smoothed_pred"]] if smooth else []),
+            name,
+            data.class_name(r["label"]),
+            data.class_name(r["clean_pred"]),
         ]
-        for r in records
+        for r, name in zip(records, data.source_names(), strict=True)
     )
     write_csv(path, header, rows)

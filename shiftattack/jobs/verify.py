@@ -3,7 +3,11 @@
 1. The file: JSON, schema, every field and type, the integrity digest, aggregate
    numbers that follow from the records (:func:`~.document.check_document`).
 2. The inputs: the model is rebuilt from its spec and weights and the data reloaded
-   from its spec; their sha256 fingerprints must equal the recorded ones.
+   from its spec; their sha256 fingerprints must equal the recorded ones. Each is found
+   at its recorded absolute path when that exists (so a certificate verifies from any
+   directory), else as written; ``model``, ``weights`` and ``data`` arguments point to
+   moved files instead and are accepted only when their sha256 equal the recorded ones
+   (:func:`locate_inputs`).
 3. The claims, recomputed independently of the search that made them, for every
    image or a seeded random sample (``sample``): for an exact certificate, every
    member of the set is evaluated without early exit: a certified image must be
@@ -31,11 +35,13 @@ from shiftattack.certify.document import CertificateError, load_certificate
 from shiftattack.certify.exact import certified_radius
 from shiftattack.certify.methods import certify_chunk, smooth_config
 from shiftattack.certify.smooth import certified_at, clopper_pearson_lower, smooth_certify
-from shiftattack.errors import SpecError
+from shiftattack.data.loaders import resolved_data_spec
+from shiftattack.errors import ModelError, ShiftAttackError, SpecError
 from shiftattack.jobs.certify import config_from_document, load_inputs
+from shiftattack.models.loading import file_sha256, model_source
 from shiftattack.runtime.engine import ModelRunner, margins, resolve_device
 
-__all__ = ["verify_certificate", "MARGIN_TOL"]
+__all__ = ["verify_certificate", "locate_inputs", "MARGIN_TOL"]
 
 #: Margins recomputed in another batch composition differ by float rounding; beyond this they disagree.
 MARGIN_TOL = 1e-3
@@ -47,9 +53,77 @@ def _close(a: float | None, b: float | None, scale: float = 1.0) -> bool:
     return abs(a - b) <= MARGIN_TOL * max(1.0, abs(scale))
 
 
+def _exists(kind: str, spec: str | None) -> bool:
+    """Whether a recorded model spec, weights path or data spec can be found from here."""
+    if not spec:
+        return False
+    if kind == "weights":
+        return Path(spec).is_file()
+    if kind == "model":
+        source = model_source(spec)
+        if source is not None:
+            return source.is_file()
+        return not spec.startswith("hf:") or Path(spec[3:]).is_dir()
+    try:
+        resolved_data_spec(spec)
+    except ShiftAttackError:
+        return False
+    return True
+
+
+def _moved(what: str, option: str, given: str, sha: str | None, recorded: str | None) -> None:
+    if recorded is not None and sha != recorded:
+        raise CertificateError(
+            f"{option} {given} is not the {what} that was certified: its sha256 is {sha}, the "
+            f"certificate's {recorded}; give the {what} the certificate was made with"
+        )
+
+
+def locate_inputs(cfg, doc: dict[str, Any], model: str | None = None, weights: str | None = None,
+                  data: str | None = None) -> None:
+    """Point ``cfg`` (rebuilt from ``doc``) at the files to verify against, in place.
+
+    Without overrides each of model, weights and data is taken from its recorded absolute
+    path when that exists, else as written in the certificate. An override is checked
+    before anything is loaded where a file sha256 was recorded (the weights file, a
+    ``file.py`` model's source); the data's pixel fingerprint is checked once loaded.
+
+    Raises:
+        CertificateError: an override's sha256 differs from the recorded one (exit 1).
+        ModelError: ``weights`` names no file.
+    """
+    m, d = doc["model"], doc["data"]
+    for kind, attr, resolved in (("model", "model", m.get("resolved_spec")),
+                                 ("weights", "weights", m.get("weights_path")),
+                                 ("data", "data", d.get("resolved_spec"))):
+        if _exists(kind, resolved):
+            setattr(cfg, attr, resolved)
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise ModelError(f"--weights: no such file: {weights}")
+        if m.get("weights_sha256") is None:
+            raise CertificateError(f"--weights {weights}: the certified model had no weights file "
+                                   f"({m.get('spec')} with its own or random weights)")
+        _moved("weights file", "--weights", weights, file_sha256(Path(weights)), m.get("weights_sha256"))
+        cfg.weights = weights
+    if model is not None:
+        source = model_source(model)
+        if m.get("source_sha256") is not None:
+            if source is None or not source.is_file():
+                raise CertificateError(f"--model {model}: the certified model is the file "
+                                       f"{m.get('spec')}; give that file where it is now (FILE.py:callable)")
+            _moved("model file", "--model", model, file_sha256(source), m["source_sha256"])
+        cfg.model = model
+    if data is not None:
+        cfg.data = data
+
+
 def verify_certificate(
     path: str | Path,
     *,
+    model: str | None = None,
+    weights: str | None = None,
+    data: str | None = None,
     sample: int | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -62,6 +136,8 @@ def verify_certificate(
     """Verify a certificate; return a small report, raise :class:`CertificateError` on any mismatch.
 
     ``trust_pickle`` lets the certified weights file be a pickled whole model (see ``certify``).
+    ``model``, ``weights``, ``data``: where the certified files are now, when they moved
+    (:func:`locate_inputs`; each must have the recorded sha256).
     For ``bound`` certificates every certified box is also sampled on a grid of step
     ``dense_step`` px plus ``dense_random`` seeded uniform draws (:mod:`.dense_check`).
     """
@@ -70,6 +146,7 @@ def verify_certificate(
                         f"{dense_step} and {dense_random}")
     doc = load_certificate(path)
     cfg = config_from_document(doc, device, trust_pickle)
+    locate_inputs(cfg, doc, model, weights, data)
     if batch_size is not None:
         cfg.batch_size = batch_size
     inputs = load_inputs(cfg, progress)
@@ -87,8 +164,9 @@ def verify_certificate(
         )
     if recorded_data.get("sha256") != fp["data_sha256"]:
         raise CertificateError(
-            f"the data {cfg.data} differ from the certified data (sha256 "
+            f"the data {cfg.data} differ from the certified data (sha256 of pixels, labels and indices "
             f"{fp['data_sha256']} != recorded {recorded_data.get('sha256')})"
+            + ("; --data must give the data that was certified" if data is not None else "")
         )
     if json.loads(json.dumps(inputs.threat.to_json())) != doc["threat"]:
         raise CertificateError(

@@ -52,7 +52,7 @@ from shiftattack.models.weights import (  # noqa: F401  (also importable from he
 LIBRARY_PREFIXES = ("torchvision", "timm", "hf")
 
 __all__ = ["LIBRARY_PREFIXES", "Normalize", "check_weights_given", "file_sha256", "load_model", "load_weights",
-           "needs_weights", "weights_file", "weights_sha256"]
+           "model_source", "needs_weights", "resolved_model_spec", "weights_file", "weights_sha256"]
 
 
 class Normalize(nn.Module):
@@ -209,6 +209,25 @@ def weights_file(spec: str, weights: str | Path | None = None, pretrained: bool 
         return timm_weights(spec[5:]).file
     name = spec[len("torchvision:"):] if spec.startswith("torchvision:") else spec
     return torchvision_weights(name)[0]
+
+
+def model_source(spec: str) -> Path | None:
+    """The local Python file of a ``file.py:callable`` spec, or None for any other spec."""
+    if is_model(spec) or any(spec.startswith(p + ":") for p in LIBRARY_PREFIXES):
+        return None
+    target, sep, _ = spec.rpartition(":")
+    return Path(target) if sep and target.endswith(".py") else None
+
+
+def resolved_model_spec(spec: str) -> str:
+    """``spec`` with its local path made absolute (``file.py:callable``, ``hf:FOLDER``), so that it
+    names the same model from any working directory; other specs are returned as they are."""
+    source = model_source(spec)
+    if source is not None:
+        return f"{source.resolve()}:{spec.rpartition(':')[2]}"
+    if spec.startswith("hf:") and Path(spec[3:]).is_dir():
+        return f"hf:{Path(spec[3:]).resolve()}"
+    return spec
 
 
 def _builds_network(spec: str) -> bool:

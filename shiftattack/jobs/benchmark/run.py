@@ -210,6 +210,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
             "limit": cfg.limit,
             "n_images": len(clean) if clean is not None else None,
             "seed": cfg.seed,
+            "warnings": clean.warnings if clean is not None else [],
         },
         "versions": {"shiftattack": __version__, "torch": torch.__version__},
     }

@@ -140,6 +140,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict[str, Any] | N
             "n_images": len(data),
             "image_size": list(images.shape[-2:]),
             "fingerprint": data.fingerprint(),
+            "warnings": data.warnings,
         },
         **_threats(cfg.protocol, tuple(images.shape[-2:])),
         "version": __version__,
