@@ -67,6 +67,7 @@ def load_images_and_model(
     strict: bool = False,
     pretrained: bool = False,
     antialias: int | None = None,
+    init_seed: int | None = None,
 ):
     """Load a ``--data`` spec and a ``--model`` spec as the attack and certify commands take them.
 
@@ -81,7 +82,7 @@ def load_images_and_model(
     if len(dataset) == 0:
         raise ShiftAttackError(f"{data} holds no images")
     net = load_model(model, weights, mean, std, trust_pickle=trust_pickle, pretrained=pretrained,
-                     antialias=antialias)
+                     antialias=antialias, init_seed=init_seed)
     images = dataset.float_images()
     if mode == "crop":
         images = make_canvas(images, canvas_pad, canvas_pad_mode, fill)

@@ -99,7 +99,7 @@ def test_compare_two_processes_equal_one(tmp_path, weights):
             "--limit", "12", "--radius", "1", "--consistency-repeats", "1"]
     one, two = _both(tmp_path, args)
     _same(one, two, "leaderboard.json", "leaderboard.csv", "leaderboard.html")
-    assert json.loads((two / "timing.json").read_text())["units"] == 12
+    assert json.loads((two / "timing.json").read_text())["whole_run"]["units"] == 12
 
 
 def test_errors_under_torchrun_are_clear_and_write_nothing(tmp_path, weights):

@@ -171,10 +171,33 @@ def test_a_model_without_weights_is_refused_with_the_fix(spec, fix, tmp_path, ca
 
 
 def test_random_weights_runs_and_says_so_in_the_results(tmp_path):
-    out = tmp_path / "o"
-    assert main(["attack", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--limit", "4",
-                 "--shifts", "grid:1", "--mode", "zero", "--out", str(out), "--quiet"]) == 0
-    assert json.loads((out / "results.json").read_text())["model"]["random_weights"] is True
+    args = ["attack", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--limit", "16",
+            "--shifts", "grid:1", "--mode", "zero", "--quiet"]
+    torch.manual_seed(1)
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["model"]["random_weights"] is True
+    torch.manual_seed(2)  # the random network is the same whatever the caller's generator did
+    assert main([*args, "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "o" / "results.json").read_bytes() == (tmp_path / "p" / "results.json").read_bytes()
+
+
+UNSEEDED = """
+import torch
+def make():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 8))
+"""
+
+
+def test_resume_refuses_units_of_a_factory_that_built_other_parameters(tmp_path):
+    model = tmp_path / "net.py"
+    model.write_text(UNSEEDED)  # a new random network in every process
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "shiftattack", "attack", "--model", f"{model}:make", "--data", "synthetic:test",
+           "--limit", "8", "--shifts", "grid:1", "--mode", "zero", "--chunk-size", "4", "--out", str(out), "--quiet"]
+    assert subprocess.run(cmd, env=ENV, timeout=300).returncode == 0
+    (out / "units" / "chunk-00000004.json").unlink()
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 2 and "cannot resume" in done.stderr and "state_sha256" in done.stderr
 
 
 def test_a_users_factory_may_load_its_own_weights(tmp_path):
@@ -357,3 +380,99 @@ def test_a_certificate_travels_and_verify_accepts_moved_files_only_with_their_sh
     (tmp_path / "edited.py").write_text(FACTORY.format(extra="\n    print('changed')"))
     done = run("verify", str(cert), *ok[:4], "--model", f"{tmp_path / 'edited.py'}:make", cwd=elsewhere)
     assert done.returncode == 1 and "not the model file that was certified" in done.stderr
+
+
+def test_after_resume_timing_says_what_this_command_did_and_what_the_whole_run_did(weights, tmp_path):
+    out = tmp_path / "run"
+    args = ["attack", "--model", "small_cnn", "--weights", str(weights), "--data", "synthetic:test", "--limit", "12",
+            "--shifts", "grid:2", "--mode", "zero", "--chunk-size", "4", "--out", str(out)]
+    done = subprocess.run([sys.executable, "-m", "shiftattack", *args], capture_output=True, text=True, env=ENV,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((out / "results.json").read_text())
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["this_command"]["n_evaluated"] == timing["whole_run"]["n_evaluated"] == doc["n_evaluated"]
+    assert timing["this_command"]["units_computed"] == 3 and "resumed" not in done.stdout
+    (out / "units" / "chunk-00000004.json").unlink()  # as if the run had been killed in its second chunk
+    done = subprocess.run([sys.executable, "-m", "shiftattack", *args, "--resume"], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "results.json").read_text()) == doc
+    timing = json.loads((out / "timing.json").read_text())
+    now, run = timing["this_command"], timing["whole_run"]
+    second = sum(r["n_evaluated"] for r in doc["images"][4:8])  # counted from the results, not from timing
+    assert (now["units_computed"], now["units_read_back"], now["n_evaluated"]) == (1, 2, second)
+    assert run["units"] == 3 and run["n_evaluated"] == doc["n_evaluated"] and run["units_without_timing"] == 0
+    assert now["forward_passes_per_second"] == pytest.approx(second / now["wall_seconds"])
+    assert run["forward_passes_per_second"] == pytest.approx(doc["n_evaluated"] / run["unit_seconds_summed"])
+    assert "2 of 3 units read back" in done.stdout
+    assert f"this command        {second:>8d} forward passes" in done.stdout
+    assert f"whole run           {doc['n_evaluated']:>8d} forward passes" in done.stdout
+
+
+SLOW_MODEL = """
+import os, time
+import torch
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 8)
+        self.calls = 0
+    def forward(self, x):
+        self.calls += 1
+        if os.environ.get("SLOW_MODEL") and self.calls > 1:  # the checks before the first unit pass quickly
+            time.sleep(0.5)
+        return self.lin(x.mean((2, 3)))
+def make():
+    torch.manual_seed(0)
+    return Net()
+"""
+
+
+def _resumable_command(command: str, model: str, out) -> list[str]:
+    data = ["--data", "synthetic:test", "--limit", "16"]
+    return {
+        "attack": ["attack", "--model", model, *data, "--shifts", "grid:1", "--mode", "zero"],
+        "certify": ["certify", "--model", model, *data, "--shifts", "grid:1", "--mode", "circular"],
+        "benchmark": ["benchmark", "--suite", "cifar10-c", "--model", model, *data,
+                      "--corruptions", "gaussian_noise,contrast", "--severities", "1"],
+        "compare": ["compare", "--model", model, *data, "--radius", "1", "--consistency-repeats", "1"],
+        "train": ["train", "--model", model, "--data", "synthetic:train", "--limit", "64", "--epochs", "1",
+                  "--batch-size", "8"],
+    }[command] + ["--out", str(out), "--quiet"]
+
+
+@pytest.mark.parametrize("command", ["attack", "certify", "benchmark", "compare", "train"])
+def test_ctrl_c_before_the_first_unit_leaves_nothing_and_the_same_command_then_works(command, tmp_path):
+    import signal
+    import time
+
+    model = tmp_path / "net.py"
+    model.write_text(SLOW_MODEL)
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "shiftattack", *_resumable_command(command, f"{model}:make", out)]
+    proc = subprocess.Popen(argv, env={**ENV, "SLOW_MODEL": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 240
+    while not out.exists():  # the run has made its folder and is inside its first unit
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+    done = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=300)  # no --overwrite
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_missing_optional_part_stops_a_run_before_its_first_unit(tmp_path):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "shiftattack", "benchmark", "--suite", "cifar10-c", "--model", "small_cnn",
+            "--random-weights", "--data", "synthetic:test", "--limit", "16", "--corruptions", "gaussian_noise,frost",
+            "--severities", "1", "--out", str(out), "--quiet"]
+    done = subprocess.run(argv, env={**ENV, "SHIFTATTACK_FROST_DIR": str(tmp_path / "missing")},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "SHIFTATTACK_FROST_DIR" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()  # frost is the second corruption: checked before gaussian_noise ran

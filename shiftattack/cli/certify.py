@@ -120,7 +120,7 @@ def add_verify(sub) -> None:
 
 
 def _cmd_certify(args: argparse.Namespace) -> int:
-    from shiftattack.cli.summary import certificate_summary
+    from shiftattack.cli.summary import certificate_summary, timing_lines
     from shiftattack.jobs.certify import CertifyConfig, run_certify
 
     cfg = CertifyConfig(
@@ -156,7 +156,11 @@ def _cmd_certify(args: argparse.Namespace) -> int:
     doc = run_certify(cfg, progress=not args.quiet)
     if doc is not None and not args.quiet:
         print(certificate_summary(doc))
-        print(f"wrote {args.out}/certificate.json and {args.out}/certificate.csv in {doc['_seconds']:.1f} s")
+        resumed = timing_lines(doc["_timing"])
+        if resumed:
+            print("\n".join(resumed))
+        print(f"wrote {args.out}/certificate.json, certificate.csv and timing.json"
+              + ("" if resumed else f" in {doc['_seconds']:.1f} s"))
     return 0
 
 

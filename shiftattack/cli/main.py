@@ -178,7 +178,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         channels_last=args.channels_last, compile=args.compile, overwrite=args.overwrite, resume=args.resume)
     doc = run_attack(cfg, progress=not args.quiet)
     if doc is not None and not args.quiet:
-        print(attack_summary(doc, doc["_seconds"]))
+        print(attack_summary(doc, doc["_seconds"], doc["_timing"]))
         print(f"wrote {args.out}/results.json and {args.out}/results.csv")
     return 0
 

@@ -83,7 +83,8 @@ def _cmd_stability(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, limit=args.limit, resize=args.resize, progress=not args.quiet,
                         strict=args.strict)
     model = load_model(args.model, args.weights, args.mean, args.std, trust_pickle=args.trust_pickle,
-                       pretrained=args.pretrained, antialias=args.antialias).to(device)
+                       pretrained=args.pretrained, antialias=args.antialias,
+                       init_seed=0 if args.random_weights else None).to(device)
     x, y = data.float_images().to(device), data.labels.to(device)
     if args.crop_size:  # the metrics evaluate under inference_mode themselves
         flip_distance = 8 if args.flip_distance is None else args.flip_distance

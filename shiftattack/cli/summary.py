@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-__all__ = ["attack_summary", "benchmark_summary", "certificate_summary"]
+__all__ = ["attack_summary", "benchmark_summary", "certificate_summary", "timing_lines"]
 
 
 def _pct(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:6.2f}%"
 
 
-def attack_summary(doc: dict, seconds: float | None = None) -> str:
+def timing_lines(timing: dict | None) -> list[str]:
+    """After ``--resume``: what this command computed and what the whole run did (``timing.json``),
+    each labelled; nothing for a run that one command did."""
+    if timing is None or not timing["this_command"]["units_read_back"]:
+        return []  # one command did everything: the forward-passes line says it
+    now, run = timing["this_command"], timing["whole_run"]
+    line = (f"  this command        {now['n_evaluated']:>8d} forward passes in {now['wall_seconds']:.2f} s"
+            f"  ({now['forward_passes_per_second']:,.0f} per s, loading included)")
+    rate = run["forward_passes_per_second"]
+    return [
+        f"  resumed             {now['units_read_back']} of {run['units']} units read back, "
+        f"{now['units_computed']} computed now",
+        line,
+        f"  whole run           {run['n_evaluated']:>8d} forward passes in {run['unit_seconds_summed']:.2f} s "
+        "summed over units" + ("" if rate is None else f"  ({rate:,.0f} per s)")
+        + (f"; {run['units_without_timing']} units untimed" if run["units_without_timing"] else ""),
+    ]
+
+
+def attack_summary(doc: dict, seconds: float | None = None, timing: dict | None = None) -> str:
     """A small table from an attack ``results.json`` document (never recomputed).
 
-    ``seconds``: the run's wall time (``timing.json``), shown beside the forward passes.
+    ``seconds``: the command's wall time, shown beside the forward passes; ``timing``
+    (``timing.json``) replaces it with this command's and, after ``--resume``, the whole
+    run's figures, each labelled.
     """
     threat = doc["threat"]
     attack = doc["attack"]
@@ -24,8 +45,12 @@ def attack_summary(doc: dict, seconds: float | None = None) -> str:
         f"  images              {doc['n_images']:>8d}",
         f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
         f"  worst-case accuracy {_pct(doc['worst_case_accuracy'])}",
-        f"  forward passes      {doc['n_evaluated']:>8d}" + ("" if seconds is None else
+    ]
+    resumed = timing_lines(timing)
+    lines += [
+        f"  forward passes      {doc['n_evaluated']:>8d}" + ("" if seconds is None or resumed else
             f"  in {seconds:.2f} s  ({doc['n_evaluated'] / max(seconds, 1e-9):,.0f} per s)"),
+        *resumed,
     ]
     curve = doc.get("accuracy_vs_radius")
     if curve:

@@ -28,7 +28,21 @@ from shiftattack.corruptions._registry import (
 )
 from shiftattack.errors import SpecError, check_images
 
-__all__ = ["corrupt", "list_corruptions", "get_corruption", "register_corruption", "Corruption", "SUITES"]
+__all__ = ["corrupt", "check_available", "list_corruptions", "get_corruption", "register_corruption", "Corruption",
+           "SUITES"]
+
+
+def check_available(names: list[str]) -> None:
+    """Raise now, not in the middle of a run, when a corruption of ``names`` lacks what it needs.
+
+    Only ``frost`` needs anything outside the package: the published frost photographs
+    (:func:`~shiftattack.corruptions.weather.frost_dir`).
+
+    Raises:
+        SpecError: naming the missing part and how to install it.
+    """
+    if "frost" in names:
+        weather.frost_dir()
 
 
 def corrupt(

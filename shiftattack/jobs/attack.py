@@ -24,6 +24,7 @@ from shiftattack._progress import tqdm
 from shiftattack._version import __version__
 from shiftattack.api import make_attack, make_canvas
 from shiftattack.attacks import AttackResult, VerificationError
+from shiftattack.certify.document import state_sha256
 from shiftattack.data import load_dataset
 from shiftattack.errors import DataError, NonFiniteLogits, SpecError, check_images
 from shiftattack.jobs.config import RunConfig
@@ -32,6 +33,7 @@ from shiftattack.models.loading import check_weights_given
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
+from shiftattack.runtime.timing import UnitClock
 from shiftattack.runtime.units import open_run, unit_seed
 from shiftattack.shifts.threats import ThreatModel, command_crop_size, parse_shifts
 
@@ -77,11 +79,13 @@ def _search_kwargs(cfg: AttackConfig, seed: int) -> dict[str, Any]:
     return {}
 
 
-def _identity(cfg: AttackConfig, data) -> dict[str, Any]:
-    """What the stored units depend on: the options, the weights file's and the data's content."""
+def _identity(cfg: AttackConfig, data, model) -> dict[str, Any]:
+    """What the stored units depend on: the options, the weights file's, the parameters' and the data's
+    content (the parameters: a factory that initialises at random builds another model each time)."""
     keep = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite", "resume", "device")}
     weights = weights_sha256(cfg.model, cfg.weights, cfg.pretrained)  # a file replaced in place differs
-    return {**keep, "weights_sha256": weights, "data_fingerprint": data.fingerprint(), "version": __version__}
+    return {**keep, "weights_sha256": weights, "state_sha256": state_sha256(model),
+            "data_fingerprint": data.fingerprint(), "version": __version__}
 
 
 def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor,
@@ -151,7 +155,8 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     if cfg.canvas_pad and cfg.mode != "crop":
         raise SpecError("--canvas-pad applies to --mode crop only")
     model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle,
-                       pretrained=cfg.pretrained, antialias=cfg.antialias)
+                       pretrained=cfg.pretrained, antialias=cfg.antialias,
+                       init_seed=0 if cfg.random_weights else None)
     ctx.sync_model(model)
 
     def images(lo: int, hi: int) -> torch.Tensor:
@@ -164,7 +169,8 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     template = make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
     runner = ModelRunner(model, device, first.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
     _check_inputs(threat, runner, first, data.labels, int(data.indices[0]))
-    path, store = open_run(cfg.out, _identity(cfg, data), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
+    path, store = open_run(cfg.out, _identity(cfg, data, model), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
+    clock = UnitClock(ctx, passes=lambda chunk: sum(r["n_evaluated"] for r in chunk["images"]), start=start)
     n = len(data)
     starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
 
@@ -183,12 +189,13 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
 
     bar = tqdm(total=n, unit="img", desc=f"attack {template.name}", disable=not show) if ctx.is_main else None
     with store.undo_on_failure():  # a failure before the first chunk leaves no folder behind
-        chunks = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
-                           weight=lambda key: min(cfg.chunk_size, n - starts[key]))
+        chunks = run_units(list(starts), clock.wrap(compute), stored=store.get, store=store.put, ctx=ctx,
+                           bar=bar, weight=lambda key: min(cfg.chunk_size, n - starts[key]))
     if bar is not None:
         bar.close()
     if chunks is None:
         return None
+    chunks = clock.split(chunks)
     info = template.describe()
     if "seed" in info:
         info["seed_per_chunk"] = "unit_seed(seed, 'attack', first image of the chunk)"
@@ -203,13 +210,11 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     doc["versions"] = {"shiftattack": __version__, "torch": torch.__version__}
     write_json(path / "results.json", doc)
     _write_csv(path / "results.csv", doc, threat.shifts.has_rotation, data)
-    seconds = time.perf_counter() - start
-    write_json(path / "timing.json", {
-        "seconds": seconds, "n_evaluated": doc["n_evaluated"],
-        "forward_passes_per_second": doc["n_evaluated"] / max(seconds, 1e-9),
-        "device": str(device), "processes": ctx.world_size,
-        "units": len(starts), "units_computed_per_process": ctx.units_computed})
-    doc["_seconds"] = seconds
+    timing = clock.document(device=str(device), processes=ctx.world_size, units=len(starts),
+                            units_computed_per_process=ctx.units_computed)
+    write_json(path / "timing.json", timing)
+    doc["_seconds"] = time.perf_counter() - start
+    doc["_timing"] = timing
     return doc
 
 

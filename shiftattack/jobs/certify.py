@@ -4,7 +4,8 @@ Images are certified in chunks of ``chunk_size``; each finished chunk's records 
 to ``DIR/units/`` at once (:class:`~shiftattack.runtime.units.UnitStore`), so ``--resume``
 redoes only the chunk that was running. When all chunks are done the records are
 assembled into ``DIR/certificate.json`` (:mod:`.document`) and ``DIR/certificate.csv``.
-No wall-clock time goes into the certificate, so the same inputs give the same file.
+No wall-clock time goes into the certificate, so the same inputs give the same file; times
+go to ``DIR/timing.json`` (:mod:`~shiftattack.runtime.timing`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from shiftattack.models.loading import (
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
+from shiftattack.runtime.timing import UnitClock
 from shiftattack.runtime.units import open_run
 
 __all__ = ["CertifyConfig", "Inputs", "run_certify", "build_threat", "load_inputs", "config_from_document",
@@ -82,7 +84,7 @@ def load_inputs(cfg: CertifyConfig, progress: bool = False) -> Inputs:
     data, model, images = load_images_and_model(
         cfg.data, cfg.model, weights=cfg.weights, mean=cfg.mean, std=cfg.std, limit=cfg.limit,
         trust_pickle=cfg.trust_pickle, pretrained=cfg.pretrained, antialias=cfg.antialias,
-        strict=cfg.strict,
+        init_seed=0 if cfg.random_weights else None, strict=cfg.strict,
         resize=cfg.resize, mode=cfg.mode, canvas_pad=cfg.canvas_pad, canvas_pad_mode=cfg.canvas_pad_mode,
         fill=cfg.fill, progress=progress,
     )
@@ -175,6 +177,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
     path, store = open_run(cfg.out, _identity(cfg, fingerprints), overwrite=cfg.overwrite,
                            resume=cfg.resume, ctx=ctx)
     start = time.perf_counter()
+    clock = UnitClock(ctx, passes=lambda unit: sum(r["n_evaluated"] for r in unit["records"]), start=start)
     n = len(data)
     starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
 
@@ -191,16 +194,20 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
 
     bar = tqdm(total=n, disable=not show, unit="img", desc=f"certify {cfg.method}") if ctx.is_main else None
     with store.undo_on_failure():  # a failure before the first chunk leaves no folder behind
-        units = run_units(list(starts), compute, stored=store.get, store=store.put, ctx=ctx, bar=bar,
-                          weight=lambda key: min(cfg.chunk_size, n - starts[key]))
+        units = run_units(list(starts), clock.wrap(compute), stored=store.get, store=store.put, ctx=ctx,
+                          bar=bar, weight=lambda key: min(cfg.chunk_size, n - starts[key]))
     if bar is not None:
         bar.close()
     if units is None:
         return None
+    units = clock.split(units)
     records = [r for u in units.values() for r in u["records"]]
     doc = _document(cfg, threat, records, fingerprints, device, data)
     write_json(path / "certificate.json", doc)
     _write_csv(path / "certificate.csv", records, data)
+    doc["_timing"] = clock.document(device=str(device), processes=ctx.world_size, units=len(starts),
+                                    units_computed_per_process=ctx.units_computed)
+    write_json(path / "timing.json", doc["_timing"])
     doc["_seconds"] = time.perf_counter() - start
     return doc
 

@@ -34,7 +34,7 @@ from shiftattack.models.antialias import antialias
 from shiftattack.models.smoothness import filter_smoothness
 from shiftattack.models.train import bf16_is_fast, evaluate_accuracy, train_classifier
 from shiftattack.runtime.engine import resolve_device
-from shiftattack.runtime.results import check_output_dir, open_output_dir, write_json, write_torch
+from shiftattack.runtime.results import check_output_dir, open_output_dir, remove_if_empty, write_json, write_torch
 
 __all__ = ["TrainConfig", "run_training", "default_test_spec"]
 
@@ -110,6 +110,7 @@ def run_training(cfg: TrainConfig, progress: bool = True, log=print) -> dict[str
         resume_state = saved["train_state"]
         epochs_log = list(saved["log"])
         log(f"resuming after epoch {resume_state['epoch']} of {cfg.epochs}")
+    fresh = not out.exists()
     path = open_output_dir(out, overwrite=True)
     precision = cfg.precision
     if precision == "auto":
@@ -134,13 +135,18 @@ def run_training(cfg: TrainConfig, progress: bool = True, log=print) -> dict[str
             log(f"epoch {entry['epoch']}/{cfg.epochs}: loss {entry['loss']:.3f}, "
                 f"train acc {entry['train_accuracy']:.3f}, {entry['seconds']:.0f} s")
 
-    train_classifier(
-        model, train.images, train.labels, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        momentum=cfg.momentum, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
-        schedule=cfg.schedule, warmup=cfg.warmup, augment_pad=cfg.augment_pad, precision=precision,
-        channels_last=cfg.channels_last, device=device, seed=cfg.seed, progress=progress,
-        on_epoch=on_epoch, resume=resume_state,
-    )
+    try:
+        train_classifier(
+            model, train.images, train.labels, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+            momentum=cfg.momentum, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
+            schedule=cfg.schedule, warmup=cfg.warmup, augment_pad=cfg.augment_pad, precision=precision,
+            channels_last=cfg.channels_last, device=device, seed=cfg.seed, progress=progress,
+            on_epoch=on_epoch, resume=resume_state,
+        )
+    except BaseException:  # before the first epoch's checkpoint: leave no folder behind
+        if fresh:
+            remove_if_empty(path)
+        raise
     train_seconds = time.perf_counter() - started
     test_accuracy = None if test is None else evaluate_accuracy(model, test.images, test.labels)
     model_path = path / "model.pt"

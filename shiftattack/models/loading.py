@@ -280,6 +280,7 @@ def load_model(
     trust_pickle: bool = False,
     pretrained: bool = False,
     antialias: int | None = None,
+    init_seed: int | None = None,
 ) -> nn.Module:
     """Build the model of ``spec``, load its weights, optionally anti-alias it, and normalise its input.
 
@@ -295,6 +296,9 @@ def load_model(
         antialias: a BlurPool filter size: :func:`~shiftattack.models.antialias` the model. A weights
             file saved from an anti-aliased model loads into the converted layout; any other into the
             baseline before it is converted (the fine-tuning start of Zhang, 2019).
+        init_seed: build the network under ``torch.manual_seed(init_seed)`` (the global generator
+            is restored afterwards), so that random initial weights (``--random-weights``) are the
+            same in every process and every run; None: the caller's generator state.
 
     Returns:
         the model in eval mode on the CPU; its input is (N, 3, H, W) in [0, 1].
@@ -308,7 +312,12 @@ def load_model(
             raise ModelError(f"{option} has {len(values)} value{'s' if len(values) != 1 else ''} "
                              f"({', '.join(f'{v:g}' for v in values)}) but the images have 3 channels (RGB); "
                              "give one value per channel, e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
-    model = _build(spec, pretrained)
+    if init_seed is None:
+        model = _build(spec, pretrained)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = _build(spec, pretrained)
     if weights is not None:
         state = read_state_dict(weights, trust_pickle)
         target = model.model if isinstance(model, HFImageClassifier) else model

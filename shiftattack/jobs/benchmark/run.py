@@ -20,7 +20,7 @@ import torch
 
 from shiftattack._progress import tqdm
 from shiftattack._version import __version__
-from shiftattack.corruptions import get_corruption, list_corruptions
+from shiftattack.corruptions import check_available, get_corruption, list_corruptions
 from shiftattack.corruptions.perturbations import get_perturbation, list_perturbations
 from shiftattack.data import LabeledImages, load_dataset
 from shiftattack.errors import SpecError
@@ -156,6 +156,8 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
         )
     if suite.kind == "c":
         names = _select(cfg.names, list_corruptions(), "corruption")
+        if source == "generated":  # frost's photographs: before any unit, not at the frost unit
+            check_available(names)
         bad = [s for s in cfg.severities if s not in (1, 2, 3, 4, 5)]
         if bad or not cfg.severities:
             raise SpecError(f"severities must be among 1..5, got {cfg.severities}")
@@ -173,7 +175,8 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
     show = progress and ctx.is_main
     device = resolve_device(ctx.device(cfg.device))
     model = load_model(cfg.model, cfg.weights, cfg.mean, cfg.std, trust_pickle=cfg.trust_pickle,
-                       pretrained=cfg.pretrained, antialias=cfg.antialias)
+                       pretrained=cfg.pretrained, antialias=cfg.antialias,
+                       init_seed=0 if cfg.random_weights else None)
     model = ctx.sync_model(model)
     runner = ModelRunner(model, device)
     clean = None

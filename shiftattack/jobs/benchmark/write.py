@@ -148,7 +148,7 @@ def corrupt_suite(
     strict: bool = False,
 ) -> list[str]:
     """Load ``data``, generate ``suite`` and write it under ``out``; return the names written."""
-    from shiftattack.corruptions import list_corruptions
+    from shiftattack.corruptions import check_available, list_corruptions
     from shiftattack.corruptions.perturbations import list_perturbations, n_frames
     from shiftattack.data import load_dataset
     from shiftattack.errors import SpecError
@@ -159,6 +159,7 @@ def corrupt_suite(
     s = _suite(suite)
     if s.kind == "c":
         chosen = _select(names, list_corruptions(), "corruption")
+        check_available(chosen)  # frost's photographs: before any file is written
         if not severities or any(v not in (1, 2, 3, 4, 5) for v in severities):
             raise SpecError(f"severities must be among 1..5, got {severities}")
         if s.name == "cifar10-c" and sorted(set(severities)) != [1, 2, 3, 4, 5]:

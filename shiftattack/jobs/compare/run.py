@@ -30,6 +30,7 @@ from shiftattack.models import load_model, weights_sha256
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_json
+from shiftattack.runtime.timing import UnitClock
 from shiftattack.runtime.units import open_run
 from shiftattack.shifts.threats import parse_shifts
 from shiftattack.threats import ThreatModel
@@ -105,6 +106,7 @@ def _load(entry: ModelEntry, trust_pickle: bool) -> torch.nn.Module:
         trust_pickle=trust_pickle,
         pretrained=entry.pretrained,
         antialias=entry.antialias,
+        init_seed=0 if entry.random_weights else None,
     )
 
 
@@ -153,6 +155,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict[str, Any] | N
         "version": __version__,
     }
     path, store = open_run(cfg.out, identity, overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
+    clock = UnitClock(ctx, start=start)
     keyed = {e.name: _model_key(e, fingerprints[e.name]) for e in cfg.entries}
     units = _unit_names(cfg.protocol)
     keys = [f"{keyed[e.name]}--{u}" for e in cfg.entries for u in units]
@@ -173,22 +176,16 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict[str, Any] | N
 
     bar = tqdm(total=len(keys), unit="unit", desc="compare", disable=not show) if ctx.is_main else None
     with store.undo_on_failure():
-        done = run_units(keys, compute, stored=store.get, store=store.put, ctx=ctx, bar=bar)
+        done = run_units(keys, clock.wrap(compute), stored=store.get, store=store.put, ctx=ctx, bar=bar)
     if bar is not None:
         bar.close()
     if done is None:
         return None
+    done = clock.split(done)
     results = {e.name: {u: done[f"{keyed[e.name]}--{u}"] for u in units} for e in cfg.entries}
     doc = build_leaderboard(cfg.entries, results, fingerprints, cfg.protocol, header, cfg.sort_by)
     write_leaderboard(Path(path), doc)
-    write_json(
-        Path(path) / "timing.json",
-        {
-            "seconds_this_process": time.perf_counter() - start,
-            "units": len(keys),
-            "units_computed_this_process": sum(ctx.units_computed or [0]),
-            "device": str(device),
-            "batch_size": cfg.batch_size,
-        },
-    )
+    write_json(Path(path) / "timing.json", clock.document(
+        device=str(device), batch_size=cfg.batch_size, processes=ctx.world_size,
+        units_computed_per_process=ctx.units_computed))
     return doc
