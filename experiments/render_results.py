@@ -7,6 +7,12 @@ from an interval and a rule printed beside it. Nothing is typed by hand; a test 
 ``docs/results.md`` differs from what this script makes of the committed files.
 
     python experiments/render_results.py            # prints "wrote PATH" per file written
+    python experiments/render_results.py --quick /tmp/q   # one smoke-test run, to /tmp/q/results.md
+
+The page holds the committed tiers only (``cpu``, ``gpu``); a folder of any other tier (a
+``--tier quick`` smoke test) under ``experiments/results`` is left out and named. ``--quick
+DIR`` renders that one folder alone, never into ``docs/results.md``, so quick results and
+committed ones are never on one page.
 """
 
 from __future__ import annotations
@@ -190,19 +196,49 @@ def _tier_order(folder: Path) -> tuple[int, str]:
     return ({"cifar10_cpu": 0, "cifar10_gpu": 1}.get(folder.name, 2), folder.name)
 
 
-def render(root: Path, page: Path) -> list[Path]:
-    written: list[Path] = []
-    lines = ["# Results: reproducing the seed papers' claims", "",
-             "<!-- written by experiments/render_results.py from the committed experiment units; "
-             "edit the scripts, not this file -->", ""]
+#: the tiers whose results are committed and make docs/results.md
+COMMITTED_TIERS = ("cpu", "gpu")
+
+
+def _tier_folders(root: Path, quick: Path | None) -> list[tuple[Path, str]]:
+    """(folder, tier) to render: the committed tiers under ROOT/experiments/results, or ``quick`` alone."""
+    if quick is not None:
+        if not (quick / "experiment.json").is_file():
+            raise SystemExit(f"error: {quick} holds no experiment.json (not an experiment's output folder)")
+        return [(quick, json.loads((quick / "experiment.json").read_text())["tier"])]
+    found = []
     for out in sorted((root / "experiments" / "results").glob("cifar10_*"), key=_tier_order):
         if not (out / "units").is_dir() or not (out / "experiment.json").is_file():
             continue
         tier = json.loads((out / "experiment.json").read_text())["tier"]
+        if tier not in COMMITTED_TIERS:
+            print(f"left out {out} ({tier} tier: not committed results; render it alone with --quick {out})")
+            continue
+        found.append((out, tier))
+    return found
+
+
+def render(root: Path, page: Path, quick: Path | None = None) -> list[Path]:
+    """Write ``page`` (and each tier's ``summary.json``); ``quick``: that one folder alone (see the
+    module docstring). Returns the files written."""
+    if quick is not None and page.resolve() == (root / "docs" / "results.md").resolve():
+        raise SystemExit("error: --quick results never go into docs/results.md; give --out PAGE "
+                         "(default: DIR/results.md)")
+    written: list[Path] = []
+    title = "# Results: reproducing the seed papers' claims" if quick is None else \
+        f"# Quick results of {quick} (a smoke test, not the committed results)"
+    lines = [title, "",
+             "<!-- written by experiments/render_results.py from the committed experiment units; "
+             "edit the scripts, not this file -->", ""]
+    for out, tier in _tier_folders(root, quick):
         summary = summarise(out, tier)
         (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         written.append(out / "summary.json")
-        lines += tier_section(tier, summary, out, out.relative_to(root).as_posix())
+        folder = out.relative_to(root).as_posix() if out.resolve().is_relative_to(root.resolve()) else str(out)
+        lines += tier_section(tier, summary, out, folder)
+    if quick is not None:
+        page.write_text("\n".join(lines).rstrip() + "\n")
+        return [page, *written]
     if not any(p.name == "summary.json" for p in written):
         lines += ["No experiment units are committed yet.", ""]
     lines += ["## Not run here", "",
@@ -288,9 +324,13 @@ def aps_lines(aps: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=HERE.parent, help="the repository (default: this one)")
-    parser.add_argument("--out", type=Path, default=None, help="the page (default ROOT/docs/results.md)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the page (default ROOT/docs/results.md; with --quick DIR: DIR/results.md)")
+    parser.add_argument("--quick", type=Path, default=None, metavar="DIR",
+                        help="render this one experiment folder alone (a --tier quick smoke test)")
     args = parser.parse_args(argv)
-    for path in render(args.root, args.out or args.root / "docs" / "results.md"):
+    default = args.root / "docs" / "results.md" if args.quick is None else args.quick / "results.md"
+    for path in render(args.root, args.out or default, args.quick):
         print(f"wrote {path.resolve().relative_to(args.root.resolve()) if path.resolve().is_relative_to(args.root.resolve()) else path}")
     return 0
 

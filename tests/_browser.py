@@ -38,3 +38,13 @@ def dump_dom(page) -> str:
         text=True,
         timeout=120,
     ).stdout
+
+
+def screenshot(page, png, width: int = 1280, height: int = 900) -> str:
+    """Save the first screen (``width`` x ``height`` px) of ``page`` to ``png``; return the DOM
+    rendered in the same window size (so positions in it are those of the screenshot)."""
+    common = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              "--virtual-time-budget=10000", f"--window-size={width},{height}"]
+    subprocess.run([*common, f"--screenshot={png}", page.as_uri()], capture_output=True, timeout=120)
+    return subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                          timeout=120).stdout

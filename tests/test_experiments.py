@@ -122,7 +122,7 @@ def test_the_driver_commits_only_the_unit_and_honours_stop(cifar_zip, tmp_path, 
 
 def test_results_page_renders_verdicts_with_intervals_and_rules(quick_run, tmp_path):
     page = tmp_path / "results.md"
-    written = _script("render_results").render(quick_run.parents[2], page)
+    written = _script("render_results").render(quick_run.parents[2], page, quick=quick_run)
     text = page.read_text()
     summary = json.loads((quick_run / "summary.json").read_text())
     assert page in written and quick_run / "summary.json" in written
@@ -203,6 +203,26 @@ def test_committed_results_page_is_rendered_from_the_committed_units(tmp_path):
     for summary in (copy / "experiments" / "results").glob("cifar10_*/summary.json"):
         committed = ROOT / summary.relative_to(copy)
         assert summary.read_text() == committed.read_text(), f"{committed} is stale: run render_results.py"
+
+
+def test_quick_results_never_mix_with_the_committed_ones(quick_run, tmp_path, capsys):
+    """A quick-tier folder beside the committed tiers is left out of docs/results.md (and named);
+    --quick renders it alone, and never into docs/results.md."""
+    root = quick_run.parents[2]
+    render = _script("render_results")
+    page = root / "docs" / "results.md"
+    page.parent.mkdir(exist_ok=True)
+    written = render.render(root, page)
+    text = page.read_text()
+    assert "quick tier" not in text and "No experiment units are committed yet." in text
+    assert quick_run / "summary.json" not in written
+    assert f"left out {quick_run} (quick tier" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="never go into docs/results.md"):
+        render.render(root, page, quick=quick_run)
+    assert page.read_text() == text
+    assert render.main(["--root", str(root), "--quick", str(quick_run)]) == 0
+    alone = (quick_run / "results.md").read_text()
+    assert alone.startswith(f"# Quick results of {quick_run} (a smoke test") and "## CIFAR-10, quick tier" in alone
 
 
 def test_local_homogeneity_separates_noise_from_smooth_images():

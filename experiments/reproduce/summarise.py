@@ -65,11 +65,19 @@ class Unit:
     tv_layers: list[dict] = field(default_factory=list)
 
 
+#: text columns of an attack's results.csv (where each image came from, class names): not numbers
+TEXT_COLUMNS = ("source", "true_class", "pred_class")
+
+
 def _csv(path: Path) -> dict[str, np.ndarray]:
+    """The numeric columns of a CSV file as float64 arrays (the text columns are left out)."""
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
-    header, body = rows[0], np.array(rows[1:], dtype=np.float64) if len(rows) > 1 else np.zeros((0, len(rows[0])))
-    return {name: body[:, j] for j, name in enumerate(header)}
+    header = rows[0]
+    keep = [j for j, name in enumerate(header) if name not in TEXT_COLUMNS]
+    body = np.array([[r[j] for j in keep] for r in rows[1:]], dtype=np.float64) if len(rows) > 1 \
+        else np.zeros((0, len(keep)))
+    return {header[j]: body[:, k] for k, j in enumerate(keep)}
 
 
 def load_unit(folder: Path) -> Unit:

@@ -7,7 +7,10 @@
    measure its consistency and Zhang's diagonal curve (:mod:`shiftattack.jobs.stability`).
 3. Certify each exactly on ``grid:1`` (zero mode).
 4. Score each on four CIFAR-10-C style corruptions at severities 1, 3 and 5.
-5. Write the report (``report.html``, ``report.md``, figures) over all of it.
+5. Write the report (``report.html``, ``report.md``, figures) over all of it, and print its
+   headline (:mod:`shiftattack.report.headline`: clean, worst-case, consistency and certified
+   accuracy per model, and which fix helped most against shifts, with its paired interval) and
+   the time each stage took (also in ``timing.json``).
 
 Every step writes the same documents as the corresponding command (``train``, ``attack``,
 ``certify``, ``benchmark``), so the report reads them like any other results.
@@ -16,6 +19,8 @@ Every step writes the same documents as the corresponding command (``train``, ``
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,80 +99,83 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> Path:
     from shiftattack.report import collect, write_report
     from shiftattack.runtime.results import check_output_dir
 
+    from shiftattack.report.headline import headline, headline_text
+    from shiftattack.runtime.results import write_json
+
     out = check_output_dir(cfg.out, cfg.overwrite)
     train_spec, test_spec = cfg.specs()
     epochs, n_train, n_test = cfg.sizes()
     started = time.perf_counter()
+    seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(name: str):
+        t0 = time.perf_counter()
+        yield
+        seconds[name] += time.perf_counter() - t0
+
     modes = ["zero"] if cfg.quick else ["zero", "circular"]
     models = DEMO_MODELS[:2] if cfg.quick else DEMO_MODELS
     for name, spec in models:
         folder = out / "models" / name
         log(f"[{name}] training {spec} on {n_train} images of {train_spec}, {epochs} epochs")
-        run_training(
-            TrainConfig(
-                model=spec,
-                data=train_spec,
-                out=str(folder),
-                epochs=epochs,
-                test_data=test_spec,
-                limit=n_train,
-                test_limit=n_test,
-                device=cfg.device,
-                seed=cfg.seed,
-                overwrite=True,
-            ),
-            progress=progress,
-            log=lambda *_: None,
-        )
-        weights = str(folder / "model.pt")
-        for mode in modes:
-            _attack(
-                spec,
-                weights,
-                test_spec,
-                n_test,
-                f"grid:{cfg.radius}",
-                mode,
-                out / "attack" / f"{name}_{mode}",
-                cfg,
+        with stage("train"):
+            run_training(
+                TrainConfig(
+                    model=spec,
+                    data=train_spec,
+                    out=str(folder),
+                    epochs=epochs,
+                    test_data=test_spec,
+                    limit=n_train,
+                    test_limit=n_test,
+                    device=cfg.device,
+                    seed=cfg.seed,
+                    overwrite=True,
+                ),
+                progress=progress,
+                log=lambda *_: None,
             )
-        _stability(spec, weights, test_spec, n_test, out / "stability" / name, cfg)
+        weights = str(folder / "model.pt")
+        with stage("attack"):
+            for mode in modes:
+                _attack(spec, weights, test_spec, n_test, f"grid:{cfg.radius}", mode,
+                        out / "attack" / f"{name}_{mode}", cfg)
+        with stage("stability"):
+            _stability(spec, weights, test_spec, n_test, out / "stability" / name, cfg)
         log(f"[{name}] certifying grid:1 exactly")
-        run_certify(
-            CertifyConfig(
-                method="exact",
-                model=spec,
-                weights=weights,
-                data=test_spec,
-                limit=n_test,
-                shifts="grid:1",
-                mode="zero",
-                out=str(out / "certify" / name),
-                device=cfg.device,
-                overwrite=True,
-            ),
-            progress=progress,
-        )
+        with stage("certify"):
+            run_certify(
+                CertifyConfig(method="exact", model=spec, weights=weights, data=test_spec, limit=n_test,
+                              shifts="grid:1", mode="zero", out=str(out / "certify" / name), device=cfg.device,
+                              overwrite=True),
+                progress=progress,
+            )
         log(f"[{name}] corruptions {', '.join(DEMO_CORRUPTIONS)}")
-        run_benchmark(
-            BenchmarkConfig(
-                suite="cifar10-c",
-                model=spec,
-                weights=weights,
-                data=test_spec,
-                out=str(out / "corruptions" / name),
-                names=DEMO_CORRUPTIONS[:1] if cfg.quick else DEMO_CORRUPTIONS,
-                severities=[3] if cfg.quick else [1, 3, 5],
-                limit=n_test,
-                device=cfg.device,
-                overwrite=True,
-            ),
-            progress=progress,
-        )
+        with stage("corruptions"):
+            run_benchmark(
+                BenchmarkConfig(
+                    suite="cifar10-c", model=spec, weights=weights, data=test_spec,
+                    out=str(out / "corruptions" / name),
+                    names=DEMO_CORRUPTIONS[:1] if cfg.quick else DEMO_CORRUPTIONS,
+                    severities=[3] if cfg.quick else [1, 3, 5], limit=n_test, device=cfg.device, overwrite=True,
+                ),
+                progress=progress,
+            )
     title = f"shiftattack demo: {cfg.dataset}, {len(models)} models"
     folders = [out / sub for sub in ("models", "attack", "stability", "certify", "corruptions")]
-    path = write_report(collect(folders), out, title)
-    log(f"demo finished in {time.perf_counter() - started:.0f} s; open {path}")
+    with stage("report"):
+        entries = collect(folders)
+        path = write_report(entries, out, title)
+    total = time.perf_counter() - started
+    write_json(out / "timing.json", {"stage_seconds": dict(seconds), "total_seconds": total})
+    head = headline(entries)
+    if head is not None:
+        log("")
+        log(headline_text(head))
+    log("")
+    log("time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + f"; total {total:.0f} s")
+    log(f"open {path}")
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shiftattack.errors import DataError
 
-__all__ = ["Entry", "collect", "KINDS"]
+__all__ = ["Entry", "collect", "model_name", "short_spec", "KINDS"]
 
 #: the file names searched for in folders (what each holds is told by its keys)
 _FILES = ("certificate.json", "results.json", "train_log.json", "stability.json")
@@ -23,7 +23,8 @@ class Entry:
         kind: one of :data:`KINDS`.
         path: the file it was read from.
         doc: the parsed JSON.
-        label: a short name for legends: the model spec, with the folder name when two differ only by it.
+        label: a short name for legends: the model spec (a path's last part only, :func:`short_spec`),
+            with the folder name when two differ only by it.
     """
 
     kind: str
@@ -49,11 +50,28 @@ def _kind(doc: dict) -> str | None:
     return None
 
 
+def short_spec(spec: str) -> str:
+    """A model spec as a legend shows it: a path's last part (``/home/me/nets/net.py:make`` ->
+    ``net.py:make``, ``hf:/data/vit`` -> ``hf:vit``); names and library specs unchanged."""
+    prefix, sep, rest = spec.partition(":") if spec.startswith(("hf:", "timm:", "torchvision:")) else ("", "", spec)
+    target, colon, name = rest.rpartition(":")
+    if colon and target.endswith(".py"):
+        rest = f"{Path(target).name}:{name}"
+    elif rest.startswith(("/", ".", "~")) or rest.count("/") > 1 or "\\" in rest:  # a folder, not ORG/NAME
+        rest = Path(rest).name or rest
+    return f"{prefix}{sep}{rest}"
+
+
 def _model_spec(kind: str, doc: dict) -> str:
     if kind == "train":
-        return str(doc.get("config", {}).get("model", "model"))
+        return short_spec(str(doc.get("config", {}).get("model", "model")))
     model = doc.get("model")
-    return str(model.get("spec", "model")) if isinstance(model, dict) else str(model or "model")
+    return short_spec(str(model.get("spec", "model")) if isinstance(model, dict) else str(model or "model"))
+
+
+def model_name(e: Entry) -> str:
+    """The model of an entry as tables and legends name it (without the folder the collector adds)."""
+    return _model_spec(e.kind, e.doc)
 
 
 def collect(paths: list[str | Path]) -> list[Entry]:

@@ -11,7 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shiftattack.report.collect import Entry  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from shiftattack.report.collect import Entry, model_name  # noqa: E402
 
 __all__ = ["FIGURES", "Figure", "draw_all"]
 
@@ -28,6 +30,12 @@ def _png(fig) -> bytes:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _integer_ticks(ax, values) -> None:
+    """Whole-number ticks on the x axis when every plotted value is a whole number (radii in px)."""
+    if values and all(float(v).is_integer() for v in values):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _axes(xlabel: str, ylabel: str, width: float = 6.0):
@@ -47,6 +55,7 @@ def worst_case_vs_radius(entries: list[Entry]) -> Figure | None:
     fig, axes = plt.subplots(1, len(modes), figsize=(max(6.0, 4.2 * len(modes)), 3.8), squeeze=False,
                              sharey=True)
     for ax, mode in zip(axes[0], modes):
+        plotted: list[float] = []
         for e in (r for r in rows if r.doc["threat"]["mode"] == mode):
             d, t = e.doc, e.doc["threat"]
             curve = d.get("accuracy_vs_radius")
@@ -55,7 +64,9 @@ def worst_case_vs_radius(entries: list[Entry]) -> Figure | None:
                 ys = [100 * p["worst_case_accuracy"] for p in curve]
             else:  # no per-radius curve (random search or another order): clean and the set's radius
                 xs, ys = [0, t.get("radius") or 0], [100 * d["clean_accuracy"], 100 * d["worst_case_accuracy"]]
-            ax.plot(xs, ys, marker="o", label=_model_label(e))
+            ax.plot(xs, ys, marker="o", label=model_name(e))
+            plotted += xs
+        _integer_ticks(ax, plotted)
         ax.set_title(f"{mode} mode", fontsize=10)
         ax.set_xlabel("shift radius K (px)")
         ax.grid(alpha=0.3)
@@ -68,12 +79,6 @@ def worst_case_vs_radius(entries: list[Entry]) -> Figure | None:
         "when no integer shift with max(|dx|, |dy|) <= K fools the model.",
         _png(fig),
     )
-
-
-def _model_label(e: Entry) -> str:
-    """The model spec without the folder suffix the collector adds for same-model runs."""
-    model = e.doc.get("model")
-    return str(model.get("spec", e.label)) if isinstance(model, dict) else e.label
 
 
 def flip_rate_vs_distance(entries: list[Entry]) -> Figure | None:
@@ -91,6 +96,8 @@ def flip_rate_vs_distance(entries: list[Entry]) -> Figure | None:
                 ax.plot(range(1, len(rates) + 1), rates, marker="o", label=e.label)
         ax.set_title(u, fontsize=10)
         ax.set_xlabel("shift distance d (px)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("flip rate (%)")
     axes[0][-1].legend(fontsize=7)
@@ -109,6 +116,8 @@ def certified_vs_radius(entries: list[Entry]) -> Figure | None:
     if not rows:
         return None
     fig, ax = _axes("radius (px; L2 for smooth)", "certified accuracy (%)")
+    radii = [p["radius"] for e in rows for p in e.doc.get("certified_accuracy_vs_radius") or []]
+    _integer_ticks(ax, radii)
     for e in rows:
         d = e.doc
         curve = d.get("certified_accuracy_vs_radius") or []
@@ -193,14 +202,17 @@ def diagonal_curve(entries: list[Entry]) -> Figure | None:
             ax.plot(d["offsets"], [100 * v for v in d[key]], marker=".", label=e.label)
         ax.set_xlabel("diagonal shift d (px), content moved by (d, d)")
         ax.set_ylabel(name)
+        ax.set_ylim(0, 100)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     left.legend(fontsize=8)
     pad = rows[0].doc["diagonal"]
+    canvas = ("its canvas (windows of the resized image)" if pad["pad_mode"] == "image"
+              else f"a {pad['pad_mode']}-padded canvas")
     return Figure(
         "diagonal_curve",
-        "Accuracy and mean true-class probability as the image moves along the diagonal inside "
-        + ("its canvas (windows of the resized image" if pad["pad_mode"] == "image"
-           else f"a {pad['pad_mode']}-padded canvas (") + f"; up to {pad['pad']} px each way), as in Zhang (2019).",
+        f"Accuracy and mean true-class probability as the image moves along the diagonal inside {canvas}, "
+        f"up to {pad['pad']} px each way, as in Zhang (2019).",
         _png(fig),
     )
 
@@ -219,8 +231,7 @@ def consistency_bars(entries: list[Entry]) -> Figure | None:
     ax.set_xticks(
         x + width * (len(modes) - 1) / 2, [e.label for e in rows], rotation=20, ha="right", fontsize=8
     )
-    low = min(v for e in rows for v in e.doc["consistency"].values())
-    ax.set_ylim(max(0.0, low - 10), 100)
+    ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
     k = rows[0].doc["max_shift"]
     return Figure(

@@ -1,6 +1,10 @@
 """The report: a self-contained HTML page (figures embedded) and a Markdown summary with PNG files.
 
-Every number is read from a results document and formatted; nothing is recomputed.
+The page opens with the headline (:mod:`.headline`: one row per model and the sentence that
+answers which fix helped most, with its interval) and the robustness curve, then every table
+and figure, then the papers' published tables, labelled as measured elsewhere. Every number
+is read from a results document and formatted; the headline's interval is computed from the
+documents' per-image records.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from pathlib import Path
 
 from shiftattack.report import published
 from shiftattack.report.collect import Entry
+from shiftattack.report.headline import headline
 from shiftattack.report.plots import Figure, draw_all
 from shiftattack.runtime.results import _atomic_write, write_text
 
@@ -161,6 +166,32 @@ def _split_tables(entries: list[Entry]):
     return tables(entries), published_tables({e.kind for e in entries})
 
 
+#: the figure shown under the headline
+LEAD_FIGURE = "worst_case_vs_radius"
+
+
+def _data_specs(entries: list[Entry]) -> list[str]:
+    """The data specs the entries were measured on, in order (train logs: the training data)."""
+    specs = []
+    for e in entries:
+        data = e.doc.get("data")
+        if isinstance(data, dict):
+            spec = data.get("spec") or (data.get("train") or {}).get("spec")
+            if spec:
+                specs.append(str(spec))
+    return list(dict.fromkeys(specs))
+
+
+def published_note(entries: list[Entry]) -> str:
+    """Why the papers' tables are beside ours: for reference, not comparable."""
+    specs = _data_specs(entries)
+    where = ", ".join(specs[:4]) + (", ..." if len(specs) > 4 else "") if specs else "the data named in Sources"
+    return ("Not comparable with the results above: these are the papers' numbers, measured on ImageNet (the "
+            "CMod table: CIFAR-10 with ResNet-18) with their models, training and protocols; the results above "
+            f"were measured on {where} with the models named there. Read them side by side for the direction "
+            "of an effect, not as a reproduction.")
+
+
 def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
     esc = html.escape
     parts = [
@@ -169,12 +200,14 @@ def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
         f"<title>{esc(title)}</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}"
+        "text-align:right}td:not(:first-child){white-space:nowrap}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}"
         "img{max-width:100%}figcaption{color:#444;font-size:90%}</style>",
         "</head><body>",
         f"<h1>{esc(title)}</h1>",
     ]
     ours, theirs = _split_tables(entries)
+    head = headline(entries)
+    lead = [f for f in figures if f.name == LEAD_FIGURE and head is not None]
 
     def table_html(name, header, rows):
         parts.append(f"<h2>{esc(name)}</h2><table><tr>")
@@ -184,24 +217,41 @@ def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
             parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
         parts.append("</table>")
 
-    for table in ours:
-        table_html(*table)
-    if figures:
-        parts.append("<h2>Figures</h2>")
-    for f in figures:
+    def figure_html(f):
         data = base64.b64encode(f.png).decode("ascii")
         parts.append(
             f'<figure id="{esc(f.name)}"><img alt="{esc(f.caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{esc(f.caption)}</figcaption></figure>"
         )
+
+    if head is not None:
+        parts.append('<section id="headline">')
+        table_html("Headline", head.header, head.rows)
+        parts.append(f'<p id="headline-sentence"><strong>{esc(head.sentence)}</strong></p>')
+        for f in lead:
+            figure_html(f)
+        parts.append("</section>")
+    for table in ours:
+        table_html(*table)
+    rest = [f for f in figures if f not in lead]
+    if rest:
+        parts.append("<h2>Figures</h2>")
+    for f in rest:
+        figure_html(f)
+    if theirs:
+        parts.append(f'<h2>Published figures, for reference</h2><p class="not-comparable">'
+                     f"{esc(published_note(entries))}</p>")
     for table in theirs:
         table_html(*table)
     sources = "".join(f"<li><code>{esc(str(e.path))}</code> ({e.kind})</li>" for e in entries)
     parts.append(f"<h2>Sources</h2><ul>{sources}</ul>")
-    # marks how many figures the browser decoded (checked by the headless-browser test)
+    # marks how many figures the browser decoded and where the headline ends on the first screen
+    # (checked by the headless-browser tests)
     parts.append(
-        "<script>addEventListener('load',()=>{document.body.dataset.figuresRendered="
-        "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length})</script>"
+        "<script>addEventListener('load',()=>{const b=document.body.dataset;b.figuresRendered="
+        "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;"
+        "const h=document.getElementById('headline-sentence');"
+        "if(h){b.headlineBottom=Math.ceil(h.getBoundingClientRect().bottom);b.viewportHeight=innerHeight}})</script>"
     )
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -210,16 +260,29 @@ def _html(entries: list[Entry], figures: list[Figure], title: str) -> str:
 def _markdown(entries: list[Entry], figures: list[Figure], title: str) -> str:
     lines = [f"# {title}", ""]
     ours, theirs = _split_tables(entries)
+    head = headline(entries)
+    lead = [f for f in figures if f.name == LEAD_FIGURE and head is not None]
 
     def table_md(name, header, rows):
         lines.extend([f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)])
         lines.extend("| " + " | ".join(row) + " |" for row in rows)
         lines.append("")
 
+    def figure_md(f):
+        lines.extend([f"![{f.caption}](figures/{f.name}.png)", "", f"*{f.caption}*", ""])
+
+    if head is not None:
+        table_md("Headline", head.header, head.rows)
+        lines.extend([f"**{head.sentence}**", ""])
+        for f in lead:
+            figure_md(f)
     for table in ours:
         table_md(*table)
     for f in figures:
-        lines += [f"![{f.caption}](figures/{f.name}.png)", "", f"*{f.caption}*", ""]
+        if f not in lead:
+            figure_md(f)
+    if theirs:
+        lines.extend(["## Published figures, for reference", "", published_note(entries), ""])
     for table in theirs:
         table_md(*table)
     lines += ["## Sources", ""] + [f"- `{e.path}` ({e.kind})" for e in entries]
