@@ -15,7 +15,7 @@ def test_quick_demo_writes_every_document_and_the_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "model " in printed and "worst case (grid:2, zero)" in printed and "certified (grid:1)" in printed
+    assert "model " in printed and "worst case (grid:2, zero)" in printed and "certified (grid:1, zero)" in printed
     assert "Against worst-case shifts (grid:2, zero mode, 32 images)" in printed  # the sentence, then the times
     assert "time per stage: train" in printed and "report" in printed
     for name in ("baseline", "blurpool"):

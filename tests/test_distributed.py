@@ -117,9 +117,16 @@ def test_errors_under_torchrun_are_clear_and_write_nothing(tmp_path, weights):
 
 
 def test_certify_refuses_ranks_with_different_models(tmp_path):
-    """With --random-weights each process initialises the model at random: refused, nothing written."""
+    """A factory that initialises at random builds another model in each process: refused, nothing
+    written. --random-weights builds under a fixed seed, so there every rank has the same model."""
+    factory = tmp_path / "net.py"
+    factory.write_text("import torch\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), "
+                       "torch.nn.Linear(3 * 32 * 32, 8))\n")
     out = tmp_path / "c"
-    p = _torchrun(["certify", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--limit", "10",
-                   "--shifts", "grid:1", "--mode", "circular", "--out", str(out), "--quiet"])
+    args = ["--data", "synthetic:test", "--limit", "10", "--shifts", "grid:1", "--mode", "circular", "--quiet"]
+    p = _torchrun(["certify", "--model", f"{factory}:make", *args, "--out", str(out)])
     assert p.returncode != 0 and "loaded different models" in p.stderr
     assert not out.exists()
+    p = _torchrun(["certify", "--model", "small_cnn", "--random-weights", *args, "--out", str(tmp_path / "r")])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert _single(["verify", str(tmp_path / "r"), "--quiet"]).returncode == 0

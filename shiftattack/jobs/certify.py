@@ -170,8 +170,9 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
     )
     if not ctx.all_ok(fingerprints["state_sha256"] == ctx.broadcast(fingerprints["state_sha256"])):
         raise ShiftAttackError(
-            "the processes loaded different models (a model without --weights is initialised at random "
-            "in each process); give --weights to certify under torchrun"
+            "the processes loaded different models (a factory that initialises its network at random "
+            "builds another one in each process); seed it in the factory or give --weights to certify "
+            "under torchrun"
         )
     check_model(cfg, model, images, data.indices, threat, device)
     path, store = open_run(cfg.out, _identity(cfg, fingerprints), overwrite=cfg.overwrite,

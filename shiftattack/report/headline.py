@@ -1,7 +1,8 @@
 """The headline of a set of results: one row per model, and the sentence a reader came for.
 
 Read from the documents only (attack ``results.json``, ``stability.json``, ``certificate.json``),
-grouped by model (:func:`~shiftattack.report.collect.model_name`):
+grouped by model (:func:`~shiftattack.report.collect.model_name`; the baseline first, shift
+modes in the order circular, zero, reflect, replicate, crop):
 
     model | clean | worst case (each attack mode) | consistency (each mode) | certified
 
@@ -26,6 +27,13 @@ __all__ = ["Headline", "headline", "headline_text"]
 
 #: spec fragments that mark an anti-aliased (or otherwise shift-fixed) variant
 _FIXES = ("blur", "cmod", "aps")
+#: the order of shift modes in the table's columns
+_MODE_ORDER = ("circular", "zero", "reflect", "replicate", "crop")
+
+
+def _ordered(modes) -> list[str]:
+    found = list(dict.fromkeys(modes))
+    return sorted(found, key=lambda m: (_MODE_ORDER.index(m) if m in _MODE_ORDER else len(_MODE_ORDER), m))
 
 
 @dataclass
@@ -94,14 +102,16 @@ def headline(entries: list[Entry]) -> Headline | None:
     attacks = [e for e in entries if e.kind == "attack"]
     if not attacks:
         return None
-    models = list(dict.fromkeys(model_name(e) for e in attacks))
-    modes = list(dict.fromkeys(e.doc["threat"]["mode"] for e in attacks))
+    fixed = {model_name(e): _is_fix(e) for e in attacks}
+    models = sorted(dict.fromkeys(model_name(e) for e in attacks), key=lambda n: fixed[n])  # baseline first
+    modes = _ordered(e.doc["threat"]["mode"] for e in attacks)
     by = {(model_name(e), e.doc["threat"]["mode"]): e for e in attacks}
     stab = {model_name(e): e for e in entries if e.kind == "stability"}
     cert = {model_name(e): e for e in entries if e.kind == "certificate"}
-    cons_modes = list(dict.fromkeys(m for e in stab.values() for m in e.doc["consistency"]))
+    cons_modes = _ordered(m for e in stab.values() for m in e.doc["consistency"])
     specs = {m: e.doc["threat"]["spec"] for (_, m), e in by.items()}
-    cert_spec = next((e.doc["threat"]["spec"] for e in cert.values()), None)
+    cert_spec = next((f"{e.doc['threat']['spec']}, {e.doc['threat'].get('mode', '')}".rstrip(", ")
+                      for e in cert.values()), None)
     header = ["model", "clean", *[f"worst case ({specs[m]}, {m})" for m in modes],
               *[f"consistency ({m})" for m in cons_modes]] + ([f"certified ({cert_spec})"] if cert else [])
     rows = []
