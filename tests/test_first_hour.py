@@ -451,8 +451,10 @@ def test_ctrl_c_before_the_first_unit_leaves_nothing_and_the_same_command_then_w
     model.write_text(SLOW_MODEL)
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "shiftattack", *_resumable_command(command, f"{model}:make", out)]
+    # a shell's background job (CI) starts with SIGINT ignored, which Python keeps: give the child the
+    # default disposition, as a terminal's foreground process has
     proc = subprocess.Popen(argv, env={**ENV, "SLOW_MODEL": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not out.exists():  # the run has made its folder and is inside its first unit
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
