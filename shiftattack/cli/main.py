@@ -205,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    from shiftattack.runtime.allocator import keep_freed_memory_for_cli
+
+    keep_freed_memory_for_cli()  # before the first large allocation (shiftattack.runtime.allocator)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and args.command not in DISTRIBUTED:

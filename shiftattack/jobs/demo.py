@@ -100,6 +100,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> Path:
     from shiftattack.runtime.results import check_output_dir
 
     from shiftattack.report.headline import headline, headline_text
+    from shiftattack.runtime.allocator import allocator_state
     from shiftattack.runtime.results import write_json
 
     out = check_output_dir(cfg.out, cfg.overwrite)
@@ -168,7 +169,8 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> Path:
         entries = collect(folders)
         path = write_report(entries, out, title)
     total = time.perf_counter() - started
-    write_json(out / "timing.json", {"stage_seconds": dict(seconds), "total_seconds": total})
+    write_json(out / "timing.json", {"stage_seconds": dict(seconds), "total_seconds": total,
+                                     "allocator": allocator_state()})
     head = headline(entries)
     if head is not None:
         log("")

@@ -25,6 +25,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from shiftattack.runtime.allocator import allocator_state
+
 __all__ = ["TIMING_KEY", "UnitClock"]
 
 #: the key of a stored unit that holds its timing stamp
@@ -93,5 +95,6 @@ class UnitClock:
                 "forward_passes_per_second": total / unit_seconds if unit_seconds > 0 else None,
                 "units_without_timing": len(self.stamps) - len(stamped),
             },
+            "allocator": allocator_state(),
             **extra,
         }
