@@ -478,3 +478,33 @@ def test_a_missing_optional_part_stops_a_run_before_its_first_unit(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "SHIFTATTACK_FROST_DIR" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()  # frost is the second corruption: checked before gaussian_noise ran
+
+
+def test_batch_size_auto_picks_the_probes_fastest_and_changes_no_result(weights, tmp_path):
+    """Issue 22: --batch-size auto. The size used is the probe's fastest, recorded in results.json; the
+    per-image results equal a run with another batch size; --resume keeps the size chosen first."""
+    base = ["attack", "--model", "small_cnn", "--weights", str(weights), "--data", "synthetic:test", "--limit", "24",
+            "--shifts", "grid:2", "--mode", "zero", "--chunk-size", "8", "--quiet"]
+    assert main([*base, "--batch-size", "auto", "--out", str(tmp_path / "auto")]) == 0
+    doc = json.loads((tmp_path / "auto" / "results.json").read_text())
+    probe = json.loads((tmp_path / "auto" / "timing.json").read_text())["batch_size_probe"]
+    rates = {int(b): r for b, r in probe["inputs_per_second"].items()}
+    fastest = max(rates, key=rates.get)
+    chosen = 256 if 256 in rates and rates[fastest] <= 1.05 * rates[256] else fastest  # noise: keep the default
+    assert doc["attack"]["batch_size"] == probe["batch_size"] == chosen
+    assert set(rates) <= {32, 64, 128, 256, 512, 1024} and 32 in rates
+    assert main([*base, "--batch-size", "7", "--out", str(tmp_path / "seven")]) == 0
+    other = json.loads((tmp_path / "seven" / "results.json").read_text())
+    keys = ("index", "label", "clean_pred", "robust", "worst_shift", "n_evaluated")
+    assert [[r[k] for k in keys] for r in doc["images"]] == [[r[k] for k in keys] for r in other["images"]]
+    (tmp_path / "auto" / "units" / "chunk-00000008.json").unlink()
+    assert main([*base, "--batch-size", "auto", "--out", str(tmp_path / "auto"), "--resume"]) == 0
+    again = json.loads((tmp_path / "auto" / "timing.json").read_text())["batch_size_probe"]
+    assert again == probe and json.loads((tmp_path / "auto" / "results.json").read_text()) == doc
+
+
+def test_batch_size_auto_is_refused_where_it_does_not_apply(tmp_path, capsys):
+    code = main(["certify", "--model", "small_cnn", "--random-weights", "--data", "synthetic:test", "--limit", "4",
+                 "--shifts", "grid:1", "--mode", "zero", "--batch-size", "auto", "--out", str(tmp_path / "c")])
+    assert code == 2 and "--batch-size auto applies to attack" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -121,7 +121,11 @@ def add_verify(sub) -> None:
 
 def _cmd_certify(args: argparse.Namespace) -> int:
     from shiftattack.cli.summary import certificate_summary, timing_lines
+    from shiftattack.errors import SpecError
     from shiftattack.jobs.certify import CertifyConfig, run_certify
+
+    if args.batch_size == "auto":
+        raise SpecError("--batch-size auto applies to attack; give certify a number (default 256)")
 
     cfg = CertifyConfig(
         method=args.method,

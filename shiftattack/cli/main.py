@@ -16,7 +16,14 @@ from shiftattack._version import __version__
 from shiftattack.cli.benchmark import add_benchmark, add_corrupt
 from shiftattack.cli.certify import add_certify, add_verify
 from shiftattack.cli.compare import add_compare
-from shiftattack.cli.options import add_model_options, add_strict_data, floats, model_options, positive_int
+from shiftattack.cli.options import (
+    add_model_options,
+    add_strict_data,
+    batch_size,
+    floats,
+    model_options,
+    positive_int,
+)
 from shiftattack.cli.report import add_demo, add_report
 from shiftattack.cli.stability import add_stability
 from shiftattack.defaults import CHUNK_SIZE
@@ -61,7 +68,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="crop mode: pad each image by this many px to make the canvas (CIFAR: 4)")
     t.add_argument("--canvas-pad-mode", default="zero", choices=["zero", "reflect", "replicate"])
     r = p.add_argument_group("run")
-    r.add_argument("--batch-size", type=positive_int, default=256, help="(image, shift) pairs per pass")
+    r.add_argument("--batch-size", type=batch_size, default=256,
+                   help="(image, shift) pairs per pass (default 256); attack: auto times a few sizes on the model "
+                   "and keeps the fastest")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--overwrite", action="store_true", help="replace results in an existing folder")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_model_options", "add_strict_data", "add_trust_pickle", "filter_size", "floats", "model_options", "positive_int"]
+__all__ = ["add_model_options", "add_strict_data", "batch_size", "add_trust_pickle", "filter_size", "floats", "model_options", "positive_int"]
 
 
 def add_trust_pickle(group) -> None:
@@ -33,6 +33,16 @@ def floats(text: str) -> list[float]:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def batch_size(text: str) -> int | str:
+    """``--batch-size``: a positive whole number, or ``auto`` (a short probe picks the fastest)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number or auto, got {text!r}") from None
 
 
 def positive_int(text: str) -> int:

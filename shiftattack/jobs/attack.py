@@ -12,6 +12,7 @@ processes and for an interrupted and resumed run. No wall-clock time goes into
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from shiftattack.errors import DataError, NonFiniteLogits, SpecError, check_imag
 from shiftattack.jobs.config import RunConfig
 from shiftattack.models import load_model, weights_sha256
 from shiftattack.models.loading import check_weights_given
+from shiftattack.runtime.batch_probe import probe_batch_size
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
@@ -106,6 +108,28 @@ def _check_inputs(threat: ThreatModel, runner: ModelRunner, images: torch.Tensor
         raise exc.at(first_index, (0, 0)) from None
 
 
+def _batch_size(cfg: AttackConfig, runner: ModelRunner, threat: ThreatModel, sample: torch.Tensor, store,
+                ctx) -> tuple[int, dict | None]:
+    """The batch size of the run: ``cfg.batch_size``, or for ``auto`` the fastest of a short probe on
+    the run's own model inputs (:mod:`~shiftattack.runtime.batch_probe`), rank 0's on every rank.
+
+    The choice is kept in ``units/batch_size.probe`` (JSON), so ``--resume`` goes on with it (a different
+    batch composition could change a margin's last bits). Returns ``(size, probe or None)``.
+    """
+    if cfg.batch_size != "auto":
+        return int(cfg.batch_size), None
+    kept = store.dir / "batch_size.probe"  # JSON, but not *.json: it is not a finished unit
+    probe = json.loads(kept.read_text()) if cfg.resume and kept.is_file() else None
+    if probe is None and ctx.is_main:
+        n = sample.shape[0]
+        inputs = threat.apply_to(sample.to(runner.device, runner.dtype), torch.arange(n, device=runner.device),
+                                 torch.zeros(n, 3, dtype=torch.float64, device=runner.device))
+        probe = probe_batch_size(runner, inputs)
+        write_json(kept, probe)
+    probe = ctx.broadcast(probe)
+    return int(probe["batch_size"]), probe
+
+
 def _chunk_record(result: AttackResult, indices: torch.Tensor) -> dict[str, Any]:
     radius = None if result.fooled_radius is None else [
         None if math.isinf(r) else r for r in result.fooled_radius.tolist()]
@@ -166,10 +190,14 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
 
     first = images(0, 1)
     threat = _threat(cfg, tuple(first.shape[-2:]))
-    template = make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
+    if cfg.batch_size != "auto":  # options checked before the output folder is made
+        make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
     runner = ModelRunner(model, device, first.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
     _check_inputs(threat, runner, first, data.labels, int(data.indices[0]))
     path, store = open_run(cfg.out, _identity(cfg, data, model), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
+    with store.undo_on_failure():
+        batch_size, probe = _batch_size(cfg, runner, threat, images(0, min(len(data), 64)), store, ctx)
+    template = make_attack(threat, cfg.method, batch_size=batch_size, **_search_kwargs(cfg, cfg.seed))
     clock = UnitClock(ctx, passes=lambda chunk: sum(r["n_evaluated"] for r in chunk["images"]), start=start)
     n = len(data)
     starts = {f"chunk-{lo:08d}": lo for lo in range(0, n, cfg.chunk_size)}
@@ -177,7 +205,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     def compute(key: str, tick) -> dict[str, Any]:
         lo = starts[key]
         hi = min(lo + cfg.chunk_size, n)
-        attack = make_attack(threat, cfg.method, batch_size=cfg.batch_size,
+        attack = make_attack(threat, cfg.method, batch_size=batch_size,
                              **_search_kwargs(cfg, unit_seed(cfg.seed, "attack", lo)))
         try:
             result = attack(runner, images(lo, hi), data.labels[lo:hi], progress=show)
@@ -200,6 +228,9 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     if "seed" in info:
         info["seed_per_chunk"] = "unit_seed(seed, 'attack', first image of the chunk)"
     info["chunk_size"] = cfg.chunk_size
+    info["batch_size"] = batch_size
+    if probe is not None:
+        info["batch_size_chosen_by"] = "--batch-size auto (the probe's figures are in timing.json)"
     result = merge_chunks(threat, template.name, template.exact, info, list(chunks.values()))
     doc = result.to_json(torch.tensor([r["index"] for c in chunks.values() for r in c["images"]]))
     doc["model"] = {"spec": cfg.model, "weights": cfg.weights, "pretrained": cfg.pretrained,
@@ -211,7 +242,7 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     write_json(path / "results.json", doc)
     _write_csv(path / "results.csv", doc, threat.shifts.has_rotation, data)
     timing = clock.document(device=str(device), processes=ctx.world_size, units=len(starts),
-                            units_computed_per_process=ctx.units_computed)
+                            units_computed_per_process=ctx.units_computed, batch_size_probe=probe)
     write_json(path / "timing.json", timing)
     doc["_seconds"] = time.perf_counter() - start
     doc["_timing"] = timing
