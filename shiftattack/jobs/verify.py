@@ -105,7 +105,7 @@ def locate_inputs(cfg, doc: dict[str, Any], model: str | None = None, weights: s
             raise CertificateError(f"--weights {weights}: the certified model had no weights file "
                                    f"({m.get('spec')} with its own or random weights)")
         _moved("weights file", "--weights", weights, file_sha256(Path(weights)), m.get("weights_sha256"))
-        cfg.weights = weights
+        cfg.weights, cfg.pretrained = weights, False  # a published file given where it is now
     if model is not None:
         source = model_source(model)
         if m.get("source_sha256") is not None:
