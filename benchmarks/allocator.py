@@ -28,10 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-EXPERIMENT_WEIGHTS = C.REPO_ROOT / "experiments" / "results" / "cifar10_cpu" / "weights" / "main-baseline-s0" / "model.pt"
+EXPERIMENT_WEIGHTS = (
+    C.REPO_ROOT / "experiments" / "results" / "cifar10_cpu" / "weights" / "main-baseline-s0" / "model.pt"
+)
 
 PLAIN = """
 import json, sys, time
@@ -67,25 +71,88 @@ def _run(argv: list[str], keep: bool) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:6])} ... failed:\n{done.stderr[-3000:]}")
-    return {"wall_s": wall, "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
-            "stdout": done.stdout}
+    return {
+        "wall_s": wall,
+        "user_s": after.ru_utime - before.ru_utime,
+        "sys_s": after.ru_stime - before.ru_stime,
+        "stdout": done.stdout,
+    }
 
 
-def _commands(model: str, weights: str, test: str, train: str, out: Path, quick: bool) -> dict[str, list[str]]:
+def _commands(
+    model: str, weights: str, test: str, train: str, out: Path, quick: bool
+) -> dict[str, list[str]]:
     n = "100" if quick else "500"
     cli = [sys.executable, "-m", "shiftattack"]
     w = ["--model", model, "--weights", weights] if weights else ["--model", model, "--random-weights"]
     return {
-        "attack grid:3 zero": [*cli, "attack", *w, "--data", test, "--limit", n, "--shifts", "grid:3",
-                               "--mode", "zero", "--quiet", "--overwrite", "--out", str(out / "a")],
-        "certify exact grid:1": [*cli, "certify", *w, "--data", test, "--limit", n, "--shifts", "grid:1",
-                                 "--mode", "zero", "--quiet", "--overwrite", "--out", str(out / "c")],
+        "attack grid:3 zero": [
+            *cli,
+            "attack",
+            *w,
+            "--data",
+            test,
+            "--limit",
+            n,
+            "--shifts",
+            "grid:3",
+            "--mode",
+            "zero",
+            "--quiet",
+            "--overwrite",
+            "--out",
+            str(out / "a"),
+        ],
+        "certify exact grid:1": [
+            *cli,
+            "certify",
+            *w,
+            "--data",
+            test,
+            "--limit",
+            n,
+            "--shifts",
+            "grid:1",
+            "--mode",
+            "zero",
+            "--quiet",
+            "--overwrite",
+            "--out",
+            str(out / "c"),
+        ],
         "benchmark cifar10-c (3 corruptions)": [
-            *cli, "benchmark", "--suite", "cifar10-c", *w, "--data", test, "--limit", "40" if quick else "200",
-            "--corruptions", "gaussian_noise,contrast,jpeg_compression", "--quiet", "--overwrite",
-            "--out", str(out / "b")],
-        "train 1 epoch": [*cli, "train", "--model", model, "--data", train, "--limit", "500" if quick else "5000",
-                          "--epochs", "1", "--quiet", "--overwrite", "--out", str(out / "t")],
+            *cli,
+            "benchmark",
+            "--suite",
+            "cifar10-c",
+            *w,
+            "--data",
+            test,
+            "--limit",
+            "40" if quick else "200",
+            "--corruptions",
+            "gaussian_noise,contrast,jpeg_compression",
+            "--quiet",
+            "--overwrite",
+            "--out",
+            str(out / "b"),
+        ],
+        "train 1 epoch": [
+            *cli,
+            "train",
+            "--model",
+            model,
+            "--data",
+            train,
+            "--limit",
+            "500" if quick else "5000",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--overwrite",
+            "--out",
+            str(out / "t"),
+        ],
     }
 
 
@@ -93,18 +160,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     C.add_data_dir_argument(parser)
     parser.add_argument("--model", default="cifar_convnet(width=32)")
-    parser.add_argument("--weights", default=str(EXPERIMENT_WEIGHTS) if EXPERIMENT_WEIGHTS.is_file() else "",
-                        help="state_dict of --model (default: the issue-18 baseline; none: random weights)")
+    parser.add_argument(
+        "--weights",
+        default=str(EXPERIMENT_WEIGHTS) if EXPERIMENT_WEIGHTS.is_file() else "",
+        help="state_dict of --model (default: the issue-18 baseline; none: random weights)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--json", type=Path, default=C.BENCH_DIR / "results" / "allocator_cpu.json")
     args = parser.parse_args(argv)
     test, train = C.cifar_spec(args.data_dir, "test"), C.cifar_spec(args.data_dir, "train")
-    doc: dict = {"model": args.model, "weights": args.weights or None, "plain_images_per_s": {}, "commands": {}}
+    doc: dict = {
+        "model": args.model,
+        "weights": args.weights or None,
+        "plain_images_per_s": {},
+        "commands": {},
+    }
     batches, seconds = ("64,256", "0.5") if args.quick else ("64,256,1024", "3")
     for keep in (False, True):
-        got = _run([sys.executable, "-c", PLAIN, "1" if keep else "0", args.model, args.weights, batches, seconds],
-                   keep)
-        doc["plain_images_per_s"]["kept" if keep else "default"] = json.loads(got["stdout"].strip().splitlines()[-1])
+        got = _run(
+            [sys.executable, "-c", PLAIN, "1" if keep else "0", args.model, args.weights, batches, seconds],
+            keep,
+        )
+        doc["plain_images_per_s"]["kept" if keep else "default"] = json.loads(
+            got["stdout"].strip().splitlines()[-1]
+        )
     print("plain inference, images/s")
     for b in doc["plain_images_per_s"]["default"]:
         d, k = doc["plain_images_per_s"]["default"][b], doc["plain_images_per_s"]["kept"][b]
@@ -114,15 +193,23 @@ def main(argv: list[str] | None = None) -> int:
             runs = {("kept" if keep else "default"): _run(cmd, keep) for keep in (False, True)}
             for r in runs.values():
                 r.pop("stdout")
-            doc["commands"][name] = {**runs, "wall_default_over_kept": runs["default"]["wall_s"] / runs["kept"]["wall_s"]}
+            doc["commands"][name] = {
+                **runs,
+                "wall_default_over_kept": runs["default"]["wall_s"] / runs["kept"]["wall_s"],
+            }
             d, k = runs["default"], runs["kept"]
-            print(f"{name:<38} default {d['wall_s']:6.1f} s wall ({d['sys_s']:5.1f} s sys)   kept {k['wall_s']:6.1f} s "
-                  f"({k['sys_s']:5.1f} s sys)   default / kept {d['wall_s'] / k['wall_s']:.2f}x", flush=True)
-    doc["environment"] = {"cpu": C.cpu_model(), "cores": os.cpu_count(), "quick": args.quick,
-                          "date": time.strftime("%Y-%m-%d")}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.json}")
+            print(
+                f"{name:<38} default {d['wall_s']:6.1f} s wall ({d['sys_s']:5.1f} s sys)   "
+                f"kept {k['wall_s']:6.1f} s ({k['sys_s']:5.1f} s sys)   "
+                f"default / kept {d['wall_s'] / k['wall_s']:.2f}x",
+                flush=True,
+            )
+    doc["environment"] = {
+        **C.environment(torch.device("cpu")),
+        "quick": args.quick,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    C.save_figures(args.json, doc)
     return 0
 
 

@@ -1,7 +1,7 @@
 """The whole ``shiftattack attack`` process against the machine's ceiling, as one ratio per setting.
 
-    python benchmarks/attack_ceiling.py [--data-dir DIR] [--n-images 2000] [--modes zero,circular,reflect,crop]
-                                        [--batch-sizes 256] [--quick]
+    python benchmarks/attack_ceiling.py [--data-dir DIR] [--n-images 2000]
+        [--modes zero,circular,reflect,crop] [--batch-sizes 256] [--quick]
 
 The ceiling is plain batched inference of the same model at its best (the fastest of batch
 sizes 32 .. 1024, ``inference_mode``, freed memory kept in the process as the command line
@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 from allocator import EXPERIMENT_WEIGHTS, PLAIN  # noqa: E402
@@ -35,8 +37,12 @@ BATCHES = "32,64,128,256,512,1024"
 
 
 def _ceiling(model: str, weights: str, seconds: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", PLAIN, "1", model, weights, BATCHES, seconds], capture_output=True,
-                         text=True, env={**os.environ, "SHIFTATTACK_KEEP_FREED_MEMORY": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN, "1", model, weights, BATCHES, seconds],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SHIFTATTACK_KEEP_FREED_MEMORY": "1"},
+    )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-2000:])
     rates = {int(b): r for b, r in json.loads(out.stdout.strip().splitlines()[-1]).items()}
@@ -46,8 +52,11 @@ def _ceiling(model: str, weights: str, seconds: str) -> dict:
 
 def _attack(args: list[str], out: Path) -> tuple[float, int]:
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "shiftattack", "attack", *args, "--out", str(out), "--overwrite",
-                           "--quiet"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "shiftattack", "attack", *args, "--out", str(out), "--overwrite", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
@@ -76,27 +85,57 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes.split(","):
             extra = ["--mode", "crop", "--canvas-pad", "3"] if mode == "crop" else ["--mode", mode]
             for b in args.batch_sizes.split(","):
-                common = ["--model", args.model, *weights, "--data", test, "--shifts", "grid:3", *extra,
-                          "--batch-size", b]
+                common = [
+                    "--model",
+                    args.model,
+                    *weights,
+                    "--data",
+                    test,
+                    "--shifts",
+                    "grid:3",
+                    *extra,
+                    "--batch-size",
+                    b,
+                ]
                 startup, _ = _attack([*common, "--limit", "1"], Path(tmp) / "one")
                 wall, passes = _attack([*common, "--limit", str(n)], Path(tmp) / "run")
-                rows.append({"mode": mode, "batch_size": int(b), "images": n, "wall_s": wall, "startup_s": startup,
-                             "n_evaluated": passes, "pairs_per_s": passes / max(wall - startup, 1e-9)})
-                print(f"  {mode:<9} batch {b:>5}: {passes} pairs in {wall:.1f} s (start-up {startup:.1f} s): "
-                      f"{rows[-1]['pairs_per_s']:.0f} pairs/s", flush=True)
+                rows.append(
+                    {
+                        "mode": mode,
+                        "batch_size": int(b),
+                        "images": n,
+                        "wall_s": wall,
+                        "startup_s": startup,
+                        "n_evaluated": passes,
+                        "pairs_per_s": passes / max(wall - startup, 1e-9),
+                    }
+                )
+                print(
+                    f"  {mode:<9} batch {b:>5}: {passes} pairs in {wall:.1f} s (start-up {startup:.1f} s): "
+                    f"{rows[-1]['pairs_per_s']:.0f} pairs/s",
+                    flush=True,
+                )
     after = _ceiling(args.model, args.weights, seconds)
     ceiling = (before["best"] + after["best"]) / 2
     print(f"ceiling after: {after['best']:.0f} inputs/s at batch {after['best_batch']}; mean {ceiling:.0f}")
     for r in rows:
         r["ratio_ceiling"] = r["pairs_per_s"] / ceiling
         print(f"ratio_ceiling {r['mode']:<9} batch {r['batch_size']:>5}: {r['ratio_ceiling']:.3f}")
-    doc = {"model": args.model, "weights": args.weights or None, "ceiling_before": before, "ceiling_after": after,
-           "ceiling": ceiling, "attacks": rows, "target": 0.95,
-           "environment": {"cpu": C.cpu_model(), "cores": os.cpu_count(), "quick": args.quick,
-                           "date": time.strftime("%Y-%m-%d")}}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.json}")
+    doc = {
+        "model": args.model,
+        "weights": args.weights or None,
+        "ceiling_before": before,
+        "ceiling_after": after,
+        "ceiling": ceiling,
+        "attacks": rows,
+        "target": 0.95,
+        "environment": {
+            **C.environment(torch.device("cpu")),
+            "quick": args.quick,
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    }
+    C.save_figures(args.json, doc)
     return 0
 
 

@@ -66,8 +66,11 @@ def _sentence(attacks: dict[str, Entry], mode: str) -> tuple[str, dict]:
     base = [name for name, e in attacks.items() if not _is_fix(e)]
     fixes = [name for name, e in attacks.items() if _is_fix(e)]
     if len(base) != 1 or not fixes:
-        return (f"No comparison with a baseline: the models ({', '.join(attacks)}) do not hold exactly one "
-                "model without anti-aliasing and at least one with it.", {})
+        return (
+            f"No comparison with a baseline: the models ({', '.join(attacks)}) do not hold exactly one "
+            "model without anti-aliasing and at least one with it.",
+            {},
+        )
     baseline = base[0]
     best = max(fixes, key=lambda n: attacks[n].doc["worst_case_accuracy"])
     a, b = _robust(attacks[best]), _robust(attacks[baseline])
@@ -78,23 +81,33 @@ def _sentence(attacks: dict[str, Entry], mode: str) -> tuple[str, dict]:
     threat = f"{doc['threat']['spec']}, {mode} mode, {len(shared)} images"
     acc, ref = 100 * doc["worst_case_accuracy"], 100 * attacks[baseline].doc["worst_case_accuracy"]
     if all(a[i] == b[i] for i in shared):  # no interval to speak of: say so plainly
-        return (f"Against worst-case shifts ({threat}), no fix made a difference: {best} and {baseline} "
-                f"survive on exactly the same images ({acc:.1f} % worst-case accuracy each).",
-                {"best": best, "baseline": baseline, "mode": mode, "difference": None})
+        return (
+            f"Against worst-case shifts ({threat}), no fix made a difference: {best} and {baseline} "
+            f"survive on exactly the same images ({acc:.1f} % worst-case accuracy each).",
+            {"best": best, "baseline": baseline, "mode": mode, "difference": None},
+        )
     iv = difference([a[i] for i in shared], [b[i] for i in shared]).scaled(100.0)
     interval = f"[95 % paired interval {iv.low:+.1f}, {iv.high:+.1f}]"
     if iv.low > 0:
-        verdict = f"{best} helped most: worst-case accuracy {acc:.1f} % against {ref:.1f} % for {baseline}, " \
-                  f"{iv.estimate:+.1f} points {interval}"
+        verdict = (
+            f"{best} helped most: worst-case accuracy {acc:.1f} % against {ref:.1f} % for {baseline}, "
+            f"{iv.estimate:+.1f} points {interval}"
+        )
     elif iv.high < 0:
-        verdict = f"no fix helped: the best, {best}, has worst-case accuracy {acc:.1f} % against {ref:.1f} % " \
-                  f"for {baseline}, {iv.estimate:+.1f} points {interval}"
+        verdict = (
+            f"no fix helped: the best, {best}, has worst-case accuracy {acc:.1f} % against {ref:.1f} % "
+            f"for {baseline}, {iv.estimate:+.1f} points {interval}"
+        )
     else:
-        verdict = f"{best} scored highest, {acc:.1f} % worst-case accuracy against {ref:.1f} % for {baseline} " \
-                  f"({iv.estimate:+.1f} points {interval}), but the interval includes 0: inconclusive"
-    return (f"Against worst-case shifts ({threat}), {verdict}. One training run per model: the interval "
-            "covers the test images only.",
-            {"best": best, "baseline": baseline, "mode": mode, "difference": iv.to_json()})
+        verdict = (
+            f"{best} scored highest, {acc:.1f} % worst-case accuracy against {ref:.1f} % for {baseline} "
+            f"({iv.estimate:+.1f} points {interval}), but the interval includes 0: inconclusive"
+        )
+    return (
+        f"Against worst-case shifts ({threat}), {verdict}. One training run per model: the interval "
+        "covers the test images only.",
+        {"best": best, "baseline": baseline, "mode": mode, "difference": iv.to_json()},
+    )
 
 
 def headline(entries: list[Entry]) -> Headline | None:
@@ -110,10 +123,16 @@ def headline(entries: list[Entry]) -> Headline | None:
     cert = {model_name(e): e for e in entries if e.kind == "certificate"}
     cons_modes = _ordered(m for e in stab.values() for m in e.doc["consistency"])
     specs = {m: e.doc["threat"]["spec"] for (_, m), e in by.items()}
-    cert_spec = next((f"{e.doc['threat']['spec']}, {e.doc['threat'].get('mode', '')}".rstrip(", ")
-                      for e in cert.values()), None)
-    header = ["model", "clean", *[f"worst case ({specs[m]}, {m})" for m in modes],
-              *[f"consistency ({m})" for m in cons_modes]] + ([f"certified ({cert_spec})"] if cert else [])
+    cert_spec = next(
+        (f"{e.doc['threat']['spec']}, {e.doc['threat'].get('mode', '')}".rstrip(", ") for e in cert.values()),
+        None,
+    )
+    header = [
+        "model",
+        "clean",
+        *[f"worst case ({specs[m]}, {m})" for m in modes],
+        *[f"consistency ({m})" for m in cons_modes],
+    ] + ([f"certified ({cert_spec})"] if cert else [])
     rows = []
     for name in models:
         first = next(by[(name, m)] for m in modes if (name, m) in by)
@@ -133,7 +152,10 @@ def headline(entries: list[Entry]) -> Headline | None:
 def headline_text(h: Headline) -> str:
     """The headline as fixed-width text: the table, then the sentence."""
     widths = [max(len(r[i]) for r in [h.header, *h.rows]) for i in range(len(h.header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in [h.header, *h.rows]]
+    def line(row: list[str]) -> str:
+        cells = zip(row, widths, strict=True)
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+    lines = [line(row) for row in [h.header, *h.rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join([*lines, "", h.sentence])

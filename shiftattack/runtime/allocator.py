@@ -58,13 +58,20 @@ def keep_freed_memory(threshold: int = THRESHOLD) -> bool:
         return False
     ok = libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)) == 1
     ok = libc.mallopt(_M_TRIM_THRESHOLD, int(threshold)) == 1 and ok
-    _state.update(kept_freed_memory=ok, how=(f"glibc mallopt: mmap and trim thresholds {threshold} bytes" if ok
-                                             else "glibc refused mallopt: the C library's defaults"))
+    _state.update(
+        kept_freed_memory=ok,
+        how=(
+            f"glibc mallopt: mmap and trim thresholds {threshold} bytes"
+            if ok
+            else "glibc refused mallopt: the C library's defaults"
+        ),
+    )
     return ok
 
 
 def keep_freed_memory_for_cli() -> bool:
-    """What the command line does at start-up: :func:`keep_freed_memory` unless ``SHIFTATTACK_KEEP_FREED_MEMORY=0``."""
+    """What the command line does at start-up: :func:`keep_freed_memory`, unless
+    ``SHIFTATTACK_KEEP_FREED_MEMORY=0``."""
     if os.environ.get(ENV, "1").strip() == "0":
         _state.update(kept_freed_memory=False, how=f"{ENV}=0: the C library's defaults")
         return False

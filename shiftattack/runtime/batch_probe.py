@@ -23,8 +23,16 @@ __all__ = ["CANDIDATES", "probe_batch_size"]
 CANDIDATES = (32, 64, 128, 256, 512, 1024)
 
 
-def probe_batch_size(runner, inputs: Tensor, *, candidates=CANDIDATES, seconds_per_size: float = 0.1,
-                     budget: float = 1.5, prefer: int = 256, margin: float = 0.05) -> dict:
+def probe_batch_size(
+    runner,
+    inputs: Tensor,
+    *,
+    candidates=CANDIDATES,
+    seconds_per_size: float = 0.1,
+    budget: float = 1.5,
+    prefer: int = 256,
+    margin: float = 0.05,
+) -> dict:
     """The fastest of ``candidates`` for ``runner`` on batches made from ``inputs``.
 
     Args:
@@ -61,5 +69,8 @@ def probe_batch_size(runner, inputs: Tensor, *, candidates=CANDIDATES, seconds_p
     best = max(rates, key=rates.get)
     if prefer in rates and rates[best] <= (1 + margin) * rates[prefer]:
         best = prefer
-    return {"batch_size": best, "inputs_per_second": {str(b): r for b, r in rates.items()},
-            "seconds": time.perf_counter() - start}
+    return {
+        "batch_size": best,
+        "inputs_per_second": {str(b): r for b, r in rates.items()},
+        "seconds": time.perf_counter() - start,
+    }

@@ -43,8 +43,9 @@ class UnitClock:
         start: ``time.perf_counter()`` when the command started (default: now).
     """
 
-    def __init__(self, ctx, passes: Callable[[dict[str, Any]], int] | None = None,
-                 start: float | None = None) -> None:
+    def __init__(
+        self, ctx, passes: Callable[[dict[str, Any]], int] | None = None, start: float | None = None
+    ) -> None:
         self.start = time.perf_counter() if start is None else start
         self.token = ctx.broadcast(uuid.uuid4().hex)
         self.passes = passes or (lambda value: 0)
@@ -56,8 +57,11 @@ class UnitClock:
         def timed(key: str, tick) -> dict[str, Any]:
             t0 = time.perf_counter()
             value = compute(key, tick)
-            value[TIMING_KEY] = {"seconds": time.perf_counter() - t0, "n_evaluated": int(self.passes(value)),
-                                 "command": self.token}
+            value[TIMING_KEY] = {
+                "seconds": time.perf_counter() - t0,
+                "n_evaluated": int(self.passes(value)),
+                "command": self.token,
+            }
             return value
 
         return timed
