@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from shiftattack.corruptions import blur, digital, elastic, motion, noise, spatter, weather, zoom  # noqa: F401  (register them)
+from shiftattack.corruptions._checks import check_images
 from shiftattack.corruptions._registry import (
     SUITES,
     Corruption,
@@ -26,7 +27,7 @@ from shiftattack.corruptions._registry import (
     list_corruptions,
     register_corruption,
 )
-from shiftattack.errors import SpecError, check_images
+from shiftattack.errors import SpecError
 
 __all__ = ["corrupt", "check_available", "list_corruptions", "get_corruption", "register_corruption", "Corruption",
            "SUITES"]

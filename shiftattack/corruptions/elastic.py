@@ -45,9 +45,10 @@ import math
 import torch
 from torch import Tensor
 
+from shiftattack.corruptions._checks import check_images
 from shiftattack.corruptions._registry import register_corruption
 from shiftattack.corruptions.blur import gaussian_kernel1d
-from shiftattack.errors import SpecError, check_images, check_shape
+from shiftattack.errors import SpecError, check_shape
 
 __all__ = [
     "elastic_transform",

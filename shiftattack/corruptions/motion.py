@@ -19,9 +19,9 @@ section 3, "Blur"). We follow the NumPy re-implementation in the
 * the first tap whose row offset reaches H or column offset reaches W, and every
   later tap, is dropped *without renormalising* (the reference stops there).
 
-Batched: the taps are integer shifts, so each tap gathers the whole batch, each
-image at its own offset, from the batch padded once by replication. The offsets
-are computed on the CPU in float64, so every device gets the same ones.
+The taps are integer shifts: per image, the image is padded once by replication and
+each tap adds a shifted window of it (a view, no index tensors). The offsets are
+computed on the CPU in float64, so every device gets the same ones.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from shiftattack.corruptions._checks import check_images
 from shiftattack.corruptions._registry import register_corruption
-from shiftattack.errors import SpecError, check_images
+from shiftattack.errors import SpecError
 
 __all__ = ["motion_blur_image", "motion_blur"]
 
@@ -94,24 +94,39 @@ def _motion_taps(
     return weights * kept, offsets
 
 
+def _replicate_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """(C, H, W) padded by repeating its edge rows and columns; the sides with 0 are not copied."""
+    if top or bottom:
+        x = torch.cat([x[:, :1].expand(-1, top, -1), x, x[:, -1:].expand(-1, bottom, -1)], 1)
+    if left or right:
+        x = torch.cat([x[..., :1].expand(-1, -1, left), x, x[..., -1:].expand(-1, -1, right)], 2)
+    return x
+
+
 def _apply_taps(x: Tensor, weights: Tensor, offsets: Tensor) -> Tensor:
-    """``sum_k w[n, k] * x[n, :, clamp(r + dr[n, k]), clamp(c + dc[n, k])]``; (N, C, H, W) -> same."""
-    n, c, h, w = x.shape
-    pad = int(offsets.abs().max()) if offsets.numel() else 0
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate") if pad else x
-    wide = w + 2 * pad
-    flat = padded.reshape(n, c, -1)
-    rows = torch.arange(h, device=x.device) + pad
-    cols = torch.arange(w, device=x.device) + pad
-    base = (rows[:, None] * wide + cols[None, :]).reshape(1, -1)
-    shift = (offsets[..., 0] * wide + offsets[..., 1]).to(x.device)
-    weights = weights.to(device=x.device, dtype=x.dtype)
-    used = int((weights != 0).any(0).nonzero().max()) + 1 if bool((weights != 0).any()) else 0
-    out = torch.zeros_like(x).reshape(n, c, -1)
-    for t in range(used):
-        index = (base + shift[:, t, None]).unsqueeze(1).expand(n, c, h * w)
-        out.addcmul_(flat.gather(2, index), weights[:, t].view(n, 1, 1))
-    return out.reshape(n, c, h, w)
+    """``sum_k w[n, k] * x[n, :, clamp(r + dr[n, k]), clamp(c + dc[n, k])]``; (N, C, H, W) -> same.
+
+    Image by image: each tap is a shifted window of the image padded once (by
+    replication, on the sides its taps reach), added with its weight; taps of weight 0
+    (the dropped ones) are skipped.
+    """
+    h, w = x.shape[-2:]
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # contiguous: the adds vectorise
+    for img, acc, wts, offs in zip(x, out, weights.tolist(), offsets.tolist(), strict=True):
+        taps = [(wt, r, c) for wt, (r, c) in zip(wts, offs, strict=True) if wt != 0]
+        if not taps:
+            acc.zero_()
+            continue
+        rows, cols = [t[1] for t in taps], [t[2] for t in taps]
+        top, left = max(0, -min(rows)), max(0, -min(cols))
+        padded = _replicate_pad(img.contiguous(), top, max(0, max(rows)), left, max(0, max(cols)))
+        for k, (wt, r, c) in enumerate(taps):
+            window = padded[:, top + r : top + r + h, left + c : left + c + w]
+            if k == 0:
+                torch.mul(window, wt, out=acc)
+            else:
+                acc.add_(window, alpha=wt)
+    return out
 
 
 def motion_blur_image(x: Tensor, radius: float, sigma: float, angle: Tensor | float) -> Tensor:

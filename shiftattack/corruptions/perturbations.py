@@ -82,12 +82,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shiftattack.corruptions._checks import check_images
 from shiftattack.corruptions.blur import gaussian_filter
 from shiftattack.corruptions.digital import hsv_to_rgb, rgb_to_hsv
 from shiftattack.corruptions.motion import motion_blur_image
 from shiftattack.corruptions.spatter import WATER_COLOUR, liquid_layer, spatter_water_mask
 from shiftattack.corruptions.weather import snow_blend, snow_layer
-from shiftattack.errors import SpecError, check_images
+from shiftattack.errors import SpecError
 from shiftattack.shifts.functional import shift
 
 __all__ = [

@@ -44,9 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shiftattack.corruptions._checks import check_images
 from shiftattack.corruptions._registry import register_corruption
 from shiftattack.corruptions.elastic import scipy_gaussian_filter
-from shiftattack.errors import SpecError, check_images, check_shape
+from shiftattack.errors import SpecError, check_shape
 
 __all__ = [
     "spatter",

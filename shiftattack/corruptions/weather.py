@@ -51,10 +51,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from shiftattack.corruptions._checks import check_images
 from shiftattack.corruptions._registry import register_corruption
 from shiftattack.corruptions.motion import motion_blur_image
 from shiftattack.corruptions.zoom import clipped_zoom
-from shiftattack.errors import SpecError, check_images, check_shape
+from shiftattack.errors import SpecError, check_shape
 
 __all__ = [
     "plasma_fractal",
