@@ -45,10 +45,12 @@ def shot_noise(x: Tensor, c: float, generator: torch.Generator | None = None) ->
 @register_corruption("impulse_noise", imagenet=(.03, .06, .09, .17, .27), cifar10=(.01, .02, .03, .05, .07),
                      group="noise")
 def impulse_noise(x: Tensor, c: float, generator: torch.Generator | None = None) -> Tensor:
-    """Salt-and-pepper noise hitting each value with probability ``c``; (N, C, H, W) in [0, 1]."""
-    # both uniforms of an image are drawn before the next image's, so batching does not change the draws
-    u = torch.rand((x.shape[0], 2, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-    return torch.where(u[:, 0] < c, (u[:, 1] < 0.5).to(x.dtype), x)
+    """Salt-and-pepper noise hitting each value with probability ``c``; (N, C, H, W) in [0, 1].
+
+    One uniform u per value: u < c/2 is pepper (0), c/2 <= u < c salt (1), the rest keep x.
+    """
+    u = _rand(x, generator)  # image by image in memory order, so batching does not change the draws
+    return torch.where(u < c, (u >= c / 2).to(x.dtype), x)
 
 
 @register_corruption("speckle_noise", imagenet=(.15, .20, .35, .45, .60), cifar10=(.06, .10, .12, .16, .20),
