@@ -139,6 +139,7 @@ def attack(
     batch_size: int = 256,
     device: str | torch.device = "auto",
     progress: bool = False,
+    precision: str = "fp32",
     **kwargs,
 ) -> AttackResult:
     """Attack ``model`` with worst-case shifts and return the per-image result.
@@ -156,6 +157,8 @@ def attack(
         batch_size: (image, shift) pairs per forward pass.
         device: ``auto``, ``cpu``, ``cuda``...
         progress: show a progress bar.
+        precision: ``fp32``, ``bf16`` or ``fp16``: run the model under ``torch.autocast`` with that
+            dtype; the result (``result.precision``) is about the model at that precision.
         **kwargs: attack hyper-parameters (``early_exit``, ``order``, ``seed``,
             ``steps``, ``restarts``).
 
@@ -173,4 +176,4 @@ def attack(
         crop_size = default_crop_size(shift_set, tuple(images.shape[-2:]))
     threat = ThreatModel(shift_set, mode=mode, interpolation=interpolation, fill=fill, crop_size=crop_size)
     runner = make_attack(threat, method, batch_size=batch_size, **kwargs)
-    return runner(model, images, labels, device=device, progress=progress)
+    return runner(model, images, labels, device=device, progress=progress, precision=precision)

@@ -62,24 +62,28 @@ class NonFiniteLogits(ModelError):
             data once renumbered) and its shift (dx, dy[, angle]); None until an attack locates them.
     """
 
-    def __init__(self, row: int, image: int | None = None, shift: tuple[float, ...] | None = None) -> None:
-        self.row, self.image, self.shift = row, image, shift
+    def __init__(self, row: int, image: int | None = None, shift: tuple[float, ...] | None = None,
+                 precision: str = "fp32") -> None:
+        self.row, self.image, self.shift, self.precision = row, image, shift, precision
+        cause = "" if precision == "fp32" else (
+            f" at --precision {precision}" + ("; fp16 overflows above 65504, try bf16 or fp32"
+                                              if precision == "fp16" else "; try fp32"))
         where = "" if image is None else (
             f" for image {image}" + ("" if shift is None else f" under the shift {_shift_text(shift)}")
             + " (the first such input)")
-        super().__init__(f"the model returned NaN or Inf logits{where}; expected finite values (check the "
-                         "model's forward, its weights file, and its input normalisation)")
+        super().__init__(f"the model returned NaN or Inf logits{where}{cause}; expected finite values (check "
+                         "the model's forward, its weights file, and its input normalisation)")
 
     def at(self, image: int, shift) -> NonFiniteLogits:
         """The same error naming ``image`` and its ``shift`` (a tensor or sequence of dx, dy[, angle])."""
         values = tuple(round(float(v), 6) for v in (shift.tolist() if hasattr(shift, "tolist") else shift))
-        return NonFiniteLogits(self.row, image, values)
+        return NonFiniteLogits(self.row, image, values, self.precision)
 
     def renumbered(self, offset: int, indices) -> NonFiniteLogits:
         """The same error naming the image by its index in the data: ``indices[offset + image]``."""
         if self.image is None:
             return self
-        return NonFiniteLogits(self.row, int(indices[offset + self.image]), self.shift)
+        return NonFiniteLogits(self.row, int(indices[offset + self.image]), self.shift, self.precision)
 
 
 def _shift_text(shift: tuple[float, ...]) -> str:

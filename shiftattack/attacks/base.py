@@ -23,6 +23,7 @@ from torch import Tensor
 
 from shiftattack.errors import NonFiniteLogits, ShapeError, ShiftAttackError, check_images
 from shiftattack.runtime.engine import ModelRunner, margins
+from shiftattack.runtime.precision import describe as describe_precision
 from shiftattack.shifts.threats import ThreatModel
 
 __all__ = ["Attack", "AttackResult", "MembershipError", "Search", "VerificationError", "batch_dependence"]
@@ -95,6 +96,8 @@ class AttackResult:
     fools image i; for an exhaustive (``exact``) attack this is a proof over the
     whole set. ``worst_shift`` is ``(dx, dy)`` or ``(dx, dy, angle)`` in pixels and
     degrees; ``worst_margin`` the logit margin there (re-verified for fooled images).
+    ``precision`` says which model the claim is about (:func:`~shiftattack.runtime.precision.describe`:
+    ``name`` fp32, bf16 or fp16, the autocast dtype and device type).
     """
 
     attack: str
@@ -109,6 +112,7 @@ class AttackResult:
     exact: bool
     seconds: float
     info: dict = field(default_factory=dict)
+    precision: dict = field(default_factory=lambda: describe_precision("fp32", torch.device("cpu")))
 
     @property
     def n_images(self) -> int:
@@ -170,6 +174,7 @@ class AttackResult:
             "accuracy_vs_radius": None if curve is None else [
                 {"radius": k, "worst_case_accuracy": a} for k, a in curve],
             "n_evaluated": int(self.n_evaluated.sum()),
+            "precision": self.precision,
             "images": self.image_records(indices),
         }
 
@@ -214,18 +219,24 @@ class Attack:
         *,
         device: str | torch.device = "auto",
         progress: bool = False,
+        precision: str = "fp32",
     ) -> AttackResult:
         """Attack ``model`` on ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,).
 
         In crop mode ``images`` are the canvases and the model sees
-        ``threat.crop_size`` windows. Returns an :class:`AttackResult` on the CPU.
+        ``threat.crop_size`` windows. ``precision`` (fp32, bf16, fp16) runs the model under
+        autocast (a :class:`ModelRunner` given as ``model`` brings its own). Returns an
+        :class:`AttackResult` on the CPU.
         """
         start = time.perf_counter()
         check_images(images)
         if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
             raise ShapeError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         self.threat.check_fits(images.shape[-2], images.shape[-1])
-        runner = model if isinstance(model, ModelRunner) else ModelRunner(model, device, images.dtype)
+        if isinstance(model, ModelRunner):
+            runner = model
+        else:
+            runner = ModelRunner(model, device, images.dtype, precision=precision)
         images = images.to(runner.device, runner.dtype)
         labels = labels.to(runner.device, torch.long)
         n = images.shape[0]
@@ -267,6 +278,7 @@ class Attack:
             robust=~found.fooled, worst_params=found.params, worst_margin=found.margin,
             n_evaluated=found.n_evaluated, fooled_radius=found.fooled_radius,
             exact=self.exact, seconds=time.perf_counter() - start, info=self.describe(),
+            precision=describe_precision(runner.precision, runner.device),
         )
 
     def describe(self) -> dict:

@@ -30,6 +30,7 @@ from shiftattack.attacks.base import Attack, AttackResult, Search
 from shiftattack.attacks.grid import GridAttack
 from shiftattack.errors import ShiftAttackError, SpecError
 from shiftattack.runtime.engine import ModelRunner
+from shiftattack.runtime.precision import autocast
 from shiftattack.shifts.threats import ThreatModel, parse_shifts
 
 __all__ = ["FoolboxSpatialAttack", "GridShiftAttack", "foolbox_translation_to_shift"]
@@ -109,7 +110,8 @@ class FoolboxSpatialAttack(Attack):
         members = self._foolbox_order(h, w)
         for s in range(0, n, self.batch_size):
             x, lab = images[s : s + self.batch_size], labels[s : s + self.batch_size]
-            xp, _, success = attack(fmodel, x, fb.criteria.Misclassification(lab))
+            with autocast(runner.precision, runner.device):  # the model at the run's precision
+                xp, _, success = attack(fmodel, x, fb.criteria.Misclassification(lab))
             idx = success.nonzero().squeeze(1)
             fooled[s + idx.cpu()] = True
             # recover which grid member foolbox kept: the first whose transform matches

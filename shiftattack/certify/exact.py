@@ -32,6 +32,7 @@ def certify_exact(
     order: str = "radius",
     device="auto",
     progress: bool = False,
+    precision: str = "fp32",
 ) -> AttackResult:
     """Enumerate ``threat`` for every image; ``result.robust`` is the certificate.
 
@@ -45,6 +46,8 @@ def certify_exact(
             image's certified radius) or ``adaptive`` (fewest passes, no radius).
         device: ``auto``, ``cpu``, ``cuda``...
         progress: show a progress bar.
+        precision: ``fp32``, ``bf16`` or ``fp16``; the certificate is about the model run at this
+            precision (under ``torch.autocast``), which is the model it enumerates.
     """
     if threat.shifts.kind == "random":
         raise SpecError(
@@ -54,7 +57,7 @@ def certify_exact(
     if order not in ("radius", "adaptive", "far_first"):
         raise SpecError(f"unknown order {order!r}; expected radius, adaptive or far_first")
     attack = GridAttack(threat, batch_size=batch_size, early_exit=True, order=order)
-    return attack(model, images, labels, device=device, progress=progress)
+    return attack(model, images, labels, device=device, progress=progress, precision=precision)
 
 
 def certified_radius(result: AttackResult) -> list[float | None] | None:

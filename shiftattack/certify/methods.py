@@ -182,6 +182,7 @@ def certify_chunk(
             order=cfg.order,
             device=device,
             progress=progress,
+            precision=cfg.precision,
         )
         return exact_records(result, indices)
     if cfg.method == "bound":
@@ -205,6 +206,7 @@ def certify_chunk(
         device=device,
         batch_size=cfg.batch_size,
         progress=progress,
+        precision=cfg.precision,
     )
     records = []
     for k, row in enumerate(rows):

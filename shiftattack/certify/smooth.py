@@ -136,8 +136,10 @@ def smooth_certify(
     device="cpu",
     batch_size: int = 256,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> list[dict]:
-    """CERTIFY every image; returns per-image dicts.
+    """CERTIFY every image; returns per-image dicts (``precision``: the base model runs under that
+    autocast, :mod:`~shiftattack.runtime.precision`).
 
     Args:
         model: maps (N, 3, H, W) in [0, 1] to logits.
@@ -152,7 +154,7 @@ def smooth_certify(
         unshifted image (no band-limiting, no noise).
     """
     cfg.check()
-    runner = ModelRunner(model, device, images.dtype)
+    runner = ModelRunner(model, device, images.dtype, precision=precision)
     runner.check_labels(labels.to(runner.device), images[:1].to(runner.device))
     k = int(runner.num_classes)  # type: ignore[arg-type]
     base = torch.cat([runner(images[lo : lo + batch_size]).argmax(1).cpu()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from shiftattack.cli.options import add_model_options, add_strict_data, model_options, positive_int
+from shiftattack.cli.options import (
+    add_model_options,
+    add_precision,
+    add_strict_data,
+    batch_size,
+    model_options,
+    positive_int,
+)
 
 __all__ = ["add_benchmark", "add_corrupt"]
 
@@ -90,7 +97,10 @@ def add_benchmark(sub) -> None:
         help="CE/FR/T5D normaliser: the published AlexNet figures (ImageNet suites' default), none "
         "(CIFAR suites' default), or a results.json of the same suite for a reference model",
     )
-    m.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
+    m.add_argument("--batch-size", type=batch_size, default=256,
+                   help="images per forward pass (default 256), or auto: a short probe of 32..1024 on the "
+                   "model keeps the fastest (the scores do not depend on it)")
+    add_precision(m)
     _add_selection(p)
     p.set_defaults(func=_cmd_benchmark)
 
@@ -129,6 +139,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
+        precision=args.precision,
         normalizer=args.normalizer,
         overwrite=args.overwrite,
         resume=args.resume,

@@ -129,6 +129,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
 
     cfg = CertifyConfig(
         method=args.method,
+        precision=args.precision,
         **model_options(args),
         data=args.data,
         shifts=args.shifts,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from shiftattack.cli.options import MODEL_HELP, add_strict_data, add_trust_pickle, filter_size, positive_int
+from shiftattack.cli.options import (
+    MODEL_HELP,
+    add_precision,
+    add_strict_data,
+    add_trust_pickle,
+    filter_size,
+    positive_int,
+)
 
 __all__ = ["add_compare"]
 
@@ -86,6 +93,7 @@ def add_compare(sub) -> None:
     )
     r.add_argument("--batch-size", type=positive_int, default=256, help="(image, shift) pairs per pass")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_precision(r)
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--overwrite", action="store_true", help="replace an existing leaderboard folder")
     r.add_argument(
@@ -127,6 +135,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         strict=args.strict,
         batch_size=args.batch_size,
         device=args.device,
+        precision=args.precision,
         trust_pickle=args.trust_pickle,
         overwrite=args.overwrite,
         resume=args.resume,
@@ -136,7 +145,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         key = doc["sort_by"]
         print(
             f"ranked {len(doc['models'])} models by {key} ({doc['data']['n_images']} images, "
-            f"grid:{args.radius}):"
+            f"grid:{args.radius}" + ("" if args.precision == "fp32" else f", every model at {args.precision}")
+            + "):"
         )
         for row in doc["models"]:
             s, v = row["metrics"][key], row["versus_leader"]

@@ -18,6 +18,7 @@ from shiftattack.cli.certify import add_certify, add_verify
 from shiftattack.cli.compare import add_compare
 from shiftattack.cli.options import (
     add_model_options,
+    add_precision,
     add_strict_data,
     batch_size,
     floats,
@@ -72,6 +73,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="(image, shift) pairs per pass (default 256); attack: auto times a few sizes on the model "
                    "and keeps the fastest")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_precision(r, "; certify: exact and smooth only")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--overwrite", action="store_true", help="replace results in an existing folder")
     r.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
@@ -184,7 +186,8 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         canvas_pad=args.canvas_pad, canvas_pad_mode=args.canvas_pad_mode, method=args.attack,
         early_exit=not args.no_early_exit, order=args.order, seed=args.seed, steps=args.steps,
         restarts=args.restarts, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
-        channels_last=args.channels_last, compile=args.compile, overwrite=args.overwrite, resume=args.resume)
+        channels_last=args.channels_last, compile=args.compile, overwrite=args.overwrite, resume=args.resume,
+        precision=args.precision)
     doc = run_attack(cfg, progress=not args.quiet)
     if doc is not None and not args.quiet:
         print(attack_summary(doc, doc["_seconds"], doc["_timing"]))

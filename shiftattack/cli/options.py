@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_model_options", "add_strict_data", "batch_size", "add_trust_pickle", "filter_size", "floats", "model_options", "positive_int"]
+__all__ = [
+    "add_model_options",
+    "add_precision",
+    "add_strict_data",
+    "batch_size",
+    "add_trust_pickle",
+    "filter_size",
+    "floats",
+    "model_options",
+    "positive_int",
+]
 
 
 def add_trust_pickle(group) -> None:
@@ -25,6 +35,21 @@ def add_strict_data(group, of: str = "") -> None:
         "--strict-data", "--strict", dest="strict", action="store_true",
         help=f"stop at a file{of} that is not an image or cannot be read (default: skip such files "
         "with one warning naming them, recorded in the results)",
+    )
+
+
+#: the inference precisions (the same names as :data:`shiftattack.runtime.precision.PRECISIONS`;
+#: repeated here so that ``--help`` does not import torch)
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+
+
+def add_precision(group, extra: str = "") -> None:
+    """``--precision {fp32,bf16,fp16}``: run the model under ``torch.autocast`` with that dtype."""
+    group.add_argument(
+        "--precision", default="fp32", choices=PRECISION_CHOICES,
+        help="fp32 (default), or bf16 / fp16: run the model under torch.autocast with that dtype; every "
+        "failure and every survivor's worst shift is re-evaluated at that precision, and the results "
+        f"(which record it) are about the model at that precision{extra}",
     )
 
 

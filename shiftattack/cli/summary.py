@@ -28,6 +28,14 @@ def timing_lines(timing: dict | None) -> list[str]:
     ]
 
 
+def precision_lines(doc: dict) -> list[str]:
+    """One line naming the precision when a document's model ran at reduced precision, else none."""
+    p = doc.get("precision") or {}
+    if p.get("name", "fp32") == "fp32":
+        return []
+    return [f"  precision {p['name']}: every figure is {p['claim']}"]
+
+
 def attack_summary(doc: dict, seconds: float | None = None, timing: dict | None = None) -> str:
     """A small table from an attack ``results.json`` document (never recomputed).
 
@@ -42,6 +50,7 @@ def attack_summary(doc: dict, seconds: float | None = None, timing: dict | None 
         f" | shifts {threat['spec']} ({threat['n_shifts']} per image) | mode {threat['mode']}"
         f" | interpolation {threat['interpolation']}"
         + (f" | crop {threat['crop_size'][0]}x{threat['crop_size'][1]} px" if threat.get("crop_size") else ""),
+        *precision_lines(doc),
         f"  images              {doc['n_images']:>8d}",
         f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
         f"  worst-case accuracy {_pct(doc['worst_case_accuracy'])}",
@@ -70,7 +79,7 @@ def benchmark_summary(doc: dict) -> str:
     """A table from a benchmark ``results.json`` document (never recomputed)."""
     norm = doc["normalizer"]
     lines = [f"{doc['suite']} | model {doc['model']['spec']} | source {doc['data']['source']} | "
-             f"normaliser: {norm['name']}"]
+             f"normaliser: {norm['name']}", *precision_lines(doc)]
     if "corruptions" in doc:
         lines.append(f"  clean error {_num(doc['clean_error'])} on {doc['n_images']} images")
         lines.append(f"  {'corruption':<18} {'mean err':>8} {'CE':>8} {'rel CE':>8}   errors by severity")
@@ -109,12 +118,13 @@ def certificate_summary(doc: dict) -> str:
         f"certificate {method['name']} | shifts {threat['spec']} | mode {threat['mode']}"
         f" | interpolation {threat['interpolation']}"
         + (f" | crop {threat['crop_size'][0]}x{threat['crop_size'][1]} px" if threat.get("crop_size") else ""),
+        *precision_lines(doc),
         f"  images              {doc['n_images']:>8d}",
         f"  clean accuracy      {_pct(doc['clean_accuracy'])}",
         f"  certified accuracy  {_pct(doc['certified_accuracy'])}",
     ]
     if doc.get("smoothed_accuracy") is not None:
-        lines.insert(3, f"  smoothed accuracy   {_pct(doc['smoothed_accuracy'])}")
+        lines.insert(3 + len(precision_lines(doc)), f"  smoothed accuracy   {_pct(doc['smoothed_accuracy'])}")
     if doc.get("worst_case_accuracy") is not None:
         lines.append(f"  attack (same set)   {_pct(doc['worst_case_accuracy'])}  "
                      f"gap {100 * (doc['worst_case_accuracy'] - doc['certified_accuracy']):.2f} points")

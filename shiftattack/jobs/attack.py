@@ -34,6 +34,7 @@ from shiftattack.models.loading import check_weights_given
 from shiftattack.runtime.batch_probe import probe_batch_size
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
+from shiftattack.runtime.precision import describe as describe_precision
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
 from shiftattack.runtime.timing import UnitClock
 from shiftattack.runtime.units import open_run, unit_seed
@@ -137,8 +138,9 @@ def _chunk_record(result: AttackResult, indices: torch.Tensor) -> dict[str, Any]
 
 
 def merge_chunks(threat: ThreatModel, attack: str, exact: bool, info: dict,
-                 chunks: list[dict]) -> AttackResult:
-    """One :class:`AttackResult` from the stored records of every chunk, in order."""
+                 chunks: list[dict], precision: dict | None = None) -> AttackResult:
+    """One :class:`AttackResult` from the stored records of every chunk, in order (``precision``:
+    :func:`~shiftattack.runtime.precision.describe` of the runs' model evaluations, default fp32)."""
     records = [r for c in chunks for r in c["images"]]
     params = torch.zeros(len(records), 3, dtype=torch.float64)
     for i, r in enumerate(records):
@@ -156,6 +158,7 @@ def merge_chunks(threat: ThreatModel, attack: str, exact: bool, info: dict,
         worst_margin=torch.tensor([r["worst_margin"] for r in records], dtype=torch.float64),
         n_evaluated=torch.tensor([r["n_evaluated"] for r in records], dtype=torch.long),
         fooled_radius=radii, exact=exact, seconds=math.nan, info=info,
+        **({} if precision is None else {"precision": precision}),
     )
 
 
@@ -192,7 +195,8 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     threat = _threat(cfg, tuple(first.shape[-2:]))
     if cfg.batch_size != "auto":  # options checked before the output folder is made
         make_attack(threat, cfg.method, batch_size=cfg.batch_size, **_search_kwargs(cfg, cfg.seed))
-    runner = ModelRunner(model, device, first.dtype, channels_last=cfg.channels_last, compile=cfg.compile)
+    runner = ModelRunner(model, device, first.dtype, channels_last=cfg.channels_last, compile=cfg.compile,
+                         precision=cfg.precision)
     _check_inputs(threat, runner, first, data.labels, int(data.indices[0]))
     path, store = open_run(cfg.out, _identity(cfg, data, model), overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
     with store.undo_on_failure():
@@ -231,7 +235,8 @@ def run_attack(cfg: AttackConfig, progress: bool = True) -> dict[str, Any] | Non
     info["batch_size"] = batch_size
     if probe is not None:
         info["batch_size_chosen_by"] = "--batch-size auto (the probe's figures are in timing.json)"
-    result = merge_chunks(threat, template.name, template.exact, info, list(chunks.values()))
+    result = merge_chunks(threat, template.name, template.exact, info, list(chunks.values()),
+                          describe_precision(cfg.precision, device))
     doc = result.to_json(torch.tensor([r["index"] for c in chunks.values() for r in c["images"]]))
     doc["model"] = {"spec": cfg.model, "weights": cfg.weights, "pretrained": cfg.pretrained,
                     "random_weights": cfg.random_weights, "antialias": cfg.antialias, "mean": cfg.mean, "std": cfg.std,

@@ -36,6 +36,8 @@ from shiftattack.models.loading import (
 )
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import resolve_device
+from shiftattack.runtime.precision import autocast_dtype, check_precision
+from shiftattack.runtime.precision import describe as describe_precision
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
 from shiftattack.runtime.timing import UnitClock
 from shiftattack.runtime.units import open_run
@@ -135,6 +137,7 @@ def config_from_document(doc: dict[str, Any], device: str = "auto",
             max_pieces=meth.get("max_pieces", BOUND_MAX_PIECES),
             min_width=meth.get("min_width", BOUND_MIN_WIDTH),
             bound_batch=meth.get("bound_batch", BOUND_BATCH),
+            precision=(doc.get("precision") or {}).get("name", "fp32"),
         )
     except (KeyError, TypeError) as exc:
         raise ShiftAttackError(f"the certificate does not say how it was made: missing {exc}") from None
@@ -155,6 +158,10 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
         raise SpecError(f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
     if cfg.chunk_size < 1:
         raise SpecError(f"chunk size must be >= 1, got {cfg.chunk_size}")
+    autocast_dtype(cfg.precision)  # an unknown name is an error before anything is read
+    if cfg.method == "bound" and cfg.precision != "fp32":
+        raise SpecError(f"--method bound propagates bounds in float32, which is not sound for the model at "
+                        f"--precision {cfg.precision}; use --precision fp32, or --method exact")
     check_weights_given(cfg.model, cfg.weights, cfg.pretrained, cfg.random_weights)
     check_output_dir(cfg.out, cfg.overwrite or cfg.resume)
     ctx = current()
@@ -174,6 +181,7 @@ def run_certify(cfg: CertifyConfig, progress: bool = True) -> dict[str, Any] | N
             "builds another one in each process); seed it in the factory or give --weights to certify "
             "under torchrun"
         )
+    check_precision(cfg.precision, device)
     check_model(cfg, model, images, data.indices, threat, device)
     path, store = open_run(cfg.out, _identity(cfg, fingerprints), overwrite=cfg.overwrite,
                            resume=cfg.resume, ctx=ctx)
@@ -261,6 +269,7 @@ def _document(
         "versions": {"shiftattack": __version__, "torch": torch.__version__},
         "device": str(device),
         "dtype": "float32",
+        "precision": describe_precision(cfg.precision, device),
         "images": records,
     }
     if cfg.method == "smooth":  # no attack on the smoothed classifier: robust means certified

@@ -27,6 +27,9 @@ class RunConfig:
         out: the output folder; overwrite, resume: what to do with an existing one.
         batch_size: (image, shift) pairs per forward pass; chunk_size: images per stored unit.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; seed: seed of random draws.
+        precision: ``fp32``, ``bf16`` or ``fp16``: the model runs under ``torch.autocast`` with that
+            dtype and every reported figure is about the model at that precision
+            (:mod:`~shiftattack.runtime.precision`).
     """
 
     model: str
@@ -52,5 +55,6 @@ class RunConfig:
     chunk_size: int = CHUNK_SIZE
     device: str = "auto"
     seed: int = 0
+    precision: str = "fp32"
     overwrite: bool = False
     resume: bool = False

@@ -210,7 +210,7 @@ def verify_certificate(
 def _verify_exact(doc, inputs, cfg, records, positions, device, progress) -> None:
     pos = torch.tensor(positions, dtype=torch.long)
     images, labels = inputs.images[pos], inputs.data.labels[pos]
-    runner = ModelRunner(inputs.model, resolve_device(device), images.dtype)
+    runner = ModelRunner(inputs.model, resolve_device(device), images.dtype, precision=cfg.precision)
     # every member, no early exit, rings outwards: exact minimum margin and smallest failing radius
     full = GridAttack(inputs.threat, batch_size=cfg.batch_size, early_exit=False, order="radius")(
         runner, images, labels, progress=progress
@@ -278,6 +278,7 @@ def _verify_smooth(doc, inputs, cfg, records, positions, device, progress) -> No
         device=resolve_device(device),
         batch_size=cfg.batch_size,
         progress=progress,
+        precision=cfg.precision,
     )
     for rec, row in zip(records, rows, strict=True):
         where = f"image {rec['index']}"

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from shiftattack.errors import BatchSizeWarning, ModelError, NonFiniteLogits, SpecError
+from shiftattack.runtime.precision import autocast, check_precision
 
 __all__ = ["ModelRunner", "resolve_device", "margins", "checked_logits", "is_out_of_memory"]
 
@@ -91,15 +92,20 @@ class ModelRunner:
             and GPUs (``benchmarks/perf_options.py`` measures it).
         compile: wrap the model in ``torch.compile`` (the first call compiles, which
             takes tens of seconds; pays on long runs).
+        precision: ``fp32``, or ``bf16`` / ``fp16`` to run the model under ``torch.autocast``
+            with that dtype (:mod:`~shiftattack.runtime.precision`); logits are returned as
+            float32 either way, so margins add no rounding of their own.
 
     The first call records the number of classes K; later calls must agree.
     """
 
     def __init__(self, model: Callable[[Tensor], Tensor], device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32, *, channels_last: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool = False, precision: str = "fp32") -> None:
         self.device = resolve_device(device)
         self.dtype = dtype
+        check_precision(precision, self.device)
+        self.precision = precision
         self.channels_last = channels_last and isinstance(model, nn.Module)
         if isinstance(model, nn.Module):
             model = model.to(self.device).eval()
@@ -132,7 +138,12 @@ class ModelRunner:
             step = self.max_batch  # a later halving applies within each piece
             return torch.cat([self.forward(x[s : s + step]) for s in range(0, b, step)])
         try:
-            out = checked_logits(self.model, x, self.num_classes, pass_oom=True)
+            with autocast(self.precision, self.device):
+                out = checked_logits(self.model, x, self.num_classes, pass_oom=True)
+        except NonFiniteLogits as exc:
+            if self.precision == "fp32":
+                raise
+            raise NonFiniteLogits(exc.row, precision=self.precision) from None
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -149,7 +160,7 @@ class ModelRunner:
             return self.forward(x)
         if self.num_classes is None:
             self.num_classes = int(out.shape[1])
-        return out
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
 
     def check_labels(self, labels: Tensor, sample: Tensor) -> None:
         """Raise if labels fall outside the model's classes (runs the model once on ``sample``)."""

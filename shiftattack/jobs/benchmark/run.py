@@ -37,8 +37,10 @@ from shiftattack.jobs.benchmark.sources import (
 from shiftattack.metrics.corruption import ALEXNET, Reference, flip_counts, load_reference, t5d_sums
 from shiftattack.models import load_model, weights_sha256
 from shiftattack.models.loading import check_weights_given
+from shiftattack.runtime.batch_probe import probe_batch_size
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
+from shiftattack.runtime.precision import describe as describe_precision
 from shiftattack.runtime.results import check_output_dir, write_csv, write_json
 from shiftattack.runtime.units import open_run
 
@@ -52,7 +54,10 @@ class BenchmarkConfig:
     ``normalizer``: ``alexnet`` (the published AlexNet errors / flip rates; ImageNet
     suites' default), ``none`` (CIFAR suites' default: no published normaliser
     exists), or a ``results.json`` of the same suite written by this command for a
-    reference model.
+    reference model. ``batch_size``: images per forward pass, or ``auto`` (a short probe on the first
+    batch's images keeps the fastest size, :mod:`~shiftattack.runtime.batch_probe`); ``precision``:
+    ``fp32``, ``bf16`` or ``fp16`` (the model under ``torch.autocast``; the scores are about the model
+    at that precision).
     """
 
     suite: str
@@ -73,9 +78,10 @@ class BenchmarkConfig:
     limit: int | None = None
     resize: int | None = None
     strict: bool = False
-    batch_size: int = 256
+    batch_size: int | str = 256
     device: str = "auto"
     seed: int = 0
+    precision: str = "fp32"
     normalizer: str | None = None
     overwrite: bool = False
     resume: bool = False
@@ -109,8 +115,36 @@ def _normalizer(cfg: BenchmarkConfig, suite: Suite) -> Reference | None:
     return ref
 
 
-def _predict(runner: ModelRunner, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+class _BatchSize:
+    """The run's batch size: the one asked for, or for ``auto`` the probe's choice on the first images
+    the model is given (the probe runs once per process; the scores do not depend on the size)."""
+
+    def __init__(self, requested: int | str) -> None:
+        self.requested = requested
+        self.probe: dict | None = None
+
+    def __call__(self, runner: ModelRunner, x: torch.Tensor) -> int:
+        if self.requested != "auto":
+            return int(self.requested)
+        if self.probe is None:
+            sample = x[:64].to(runner.device).float().div_(255)
+            self.probe = probe_batch_size(runner, sample)
+        return int(self.probe["batch_size"])
+
+    def describe(self) -> dict[str, Any]:
+        """``{"requested": 256 or "auto", "used": size or None, "inputs_per_second": the probe's}``."""
+        used = int(self.requested) if self.requested != "auto" else (
+            None if self.probe is None else int(self.probe["batch_size"]))
+        doc: dict[str, Any] = {"requested": self.requested, "used": used}
+        if self.probe is not None:
+            doc["probe_inputs_per_second"] = self.probe["inputs_per_second"]
+        return doc
+
+
+def _predict(runner: ModelRunner, x: torch.Tensor, batch_size: int | _BatchSize) -> torch.Tensor:
     """Logits (n, K) for uint8 (n, 3, h, w) images, ``batch_size`` at a time, on the CPU."""
+    if isinstance(batch_size, _BatchSize):
+        batch_size = batch_size(runner, x)
     out = []
     for start in range(0, x.shape[0], batch_size):
         batch = x[start : start + batch_size].to(runner.device, non_blocking=True).float().div_(255)
@@ -133,6 +167,7 @@ def _identity(cfg: BenchmarkConfig, clean: LabeledImages | None) -> dict[str, An
         "limit",
         "resize",
         "seed",
+        "precision",
     )
     ident = {k: v for k, v in asdict(cfg).items() if k in keep}
     # a file replaced in place differs
@@ -178,7 +213,10 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
                        pretrained=cfg.pretrained, antialias=cfg.antialias,
                        init_seed=0 if cfg.random_weights else None)
     model = ctx.sync_model(model)
-    runner = ModelRunner(model, device)
+    if cfg.batch_size != "auto" and (not isinstance(cfg.batch_size, int) or cfg.batch_size < 1):
+        raise SpecError(f"batch size must be a positive whole number or auto, got {cfg.batch_size!r}")
+    runner = ModelRunner(model, device, precision=cfg.precision)
+    sizes = _BatchSize(cfg.batch_size)
     clean = None
     if cfg.data is not None:
         resize = cfg.resize or (suite.resize if source == "generated" else None)
@@ -191,9 +229,9 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
     out, store = open_run(cfg.out, _identity(cfg, clean), overwrite=True, resume=cfg.resume, ctx=ctx)
     with store.undo_on_failure():  # a failure before the first unit leaves no folder behind
         if suite.kind == "c":
-            units = _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, show)
+            units = _c_units(cfg, suite, names, severities, clean, source, runner, sizes, store, ctx, show)
         else:
-            units = _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show)
+            units = _p_units(cfg, suite, names, clean, source, runner, sizes, store, device, ctx, show)
     if units is None:
         return None
     if suite.kind == "c":
@@ -216,13 +254,16 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> dict[str, Any]
             "warnings": clean.warnings if clean is not None else [],
         },
         "versions": {"shiftattack": __version__, "torch": torch.__version__},
+        "precision": describe_precision(cfg.precision, device),
+        "batch_size": sizes.describe(),
     }
     write_json(out / "results.json", doc)
     _write_csv(out, suite, doc)
     return doc
 
 
-def _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, show) -> dict[str, Any] | None:
+def _c_units(cfg, suite, names, severities, clean, source, runner, sizes, store, ctx,
+             show) -> dict[str, Any] | None:
     keys = (["clean"] if clean is not None else []) + [f"{n}__s{s}" for n in names for s in severities]
     n_img = len(clean) if clean is not None else None
 
@@ -248,7 +289,7 @@ def _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, s
             )
         n = correct = 0
         for x, y in batches:
-            pred = _predict(runner, x, cfg.batch_size).argmax(1)
+            pred = _predict(runner, x, sizes).argmax(1)
             correct += int((pred == y).sum())
             n += int(y.numel())
             if n_img:
@@ -266,7 +307,8 @@ def _c_units(cfg, suite, names, severities, clean, source, runner, store, ctx, s
     return units
 
 
-def _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show) -> dict[str, Any] | None:
+def _p_units(cfg, suite, names, clean, source, runner, sizes, store, device, ctx,
+             show) -> dict[str, Any] | None:
     lengths = {
         n: p_unit_length(suite, n, clean=clean, source=source, limit=cfg.limit, difficulty=cfg.difficulty)
         for n in names
@@ -288,7 +330,7 @@ def _p_units(cfg, suite, names, clean, source, runner, store, device, ctx, show)
             device=device,
         ):
             b, t = frames.shape[:2]
-            logits = _predict(runner, frames.flatten(0, 1), cfg.batch_size).view(b, t, -1)
+            logits = _predict(runner, frames.flatten(0, 1), sizes).view(b, t, -1)
             f, p = flip_counts(logits.argmax(-1), noise=noise, difficulty=cfg.difficulty)
             d, q = t5d_sums(logits, noise=noise, difficulty=cfg.difficulty)
             flips, pairs, t5d, t5d_pairs, n = flips + f, pairs + p, t5d + d, t5d_pairs + q, n + b

@@ -224,6 +224,11 @@ def _html(doc: dict[str, Any], png: bytes) -> str:
     defs = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in doc["protocol"]["definitions"].items())
     data = doc["data"]
     image = base64.b64encode(png).decode()
+    prec = doc.get("precision") or {"name": "fp32"}
+    at = ""
+    if prec["name"] != "fp32":
+        at = f" Every model ran at <b>{esc(prec['name'])}</b>: {esc(prec['claim'])}."
+
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>shiftattack leaderboard</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:90%}}
@@ -233,7 +238,7 @@ small{{color:#555}}img.figure{{max-width:100%}}</style></head>
 <h1>Shift-robustness leaderboard</h1>
 <p>{len(doc["models"])} models on {esc(str(data["spec"]))} ({data["n_images"]} images), ranked by
 <b>{esc(doc["sort_by"])}</b>. Every number is a percentage with its 95 % interval; the last column is the
-paired difference to the leader on the same images.</p>
+paired difference to the leader on the same images.{at}</p>
 <table><thead><tr><th>rank</th><th>model</th>{head}<th>vs leader ({esc(doc["sort_by"])})</th></tr></thead>
 <tbody>{"".join(body)}</tbody></table>
 <h2>Worst-case accuracy against the shift radius</h2>

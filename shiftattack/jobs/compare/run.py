@@ -29,6 +29,8 @@ from shiftattack.jobs.compare.units import UNITS
 from shiftattack.models import load_model, weights_sha256
 from shiftattack.runtime.distributed import current, run_units
 from shiftattack.runtime.engine import ModelRunner, resolve_device
+from shiftattack.runtime.precision import check_precision
+from shiftattack.runtime.precision import describe as describe_precision
 from shiftattack.runtime.results import check_output_dir, write_json
 from shiftattack.runtime.timing import UnitClock
 from shiftattack.runtime.units import open_run
@@ -49,6 +51,8 @@ class CompareConfig:
         protocol: how every model is scored.
         sort_by: the ranking metric.
         batch_size: (image, shift) pairs per forward pass; device: ``auto``, ``cpu``, ``cuda``.
+        precision: ``fp32``, ``bf16`` or ``fp16``: every model runs under ``torch.autocast`` with that
+            dtype, and the leaderboard ranks the models at that precision.
         trust_pickle: allow weights files that only full unpickling reads.
     """
 
@@ -62,6 +66,7 @@ class CompareConfig:
     strict: bool = False
     batch_size: int = 256
     device: str = "auto"
+    precision: str = "fp32"
     trust_pickle: bool = False
     overwrite: bool = False
     resume: bool = False
@@ -134,6 +139,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict[str, Any] | N
     for entry in cfg.entries:  # every spec and weights file checked before any unit runs
         _load(entry, cfg.trust_pickle)
     device = resolve_device(ctx.device(cfg.device))
+    check_precision(cfg.precision, device)
     header = {
         "data": {
             "spec": cfg.data,
@@ -145,6 +151,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict[str, Any] | N
             "warnings": data.warnings,
         },
         **_threats(cfg.protocol, tuple(images.shape[-2:])),
+        "precision": describe_precision(cfg.precision, device),
         "version": __version__,
     }
     identity = {
@@ -152,6 +159,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict[str, Any] | N
         "protocol": cfg.protocol.to_json(),
         "protocol_sha256": cfg.protocol.sha256(),
         "data": header["data"],
+        "precision": cfg.precision,
         "version": __version__,
     }
     path, store = open_run(cfg.out, identity, overwrite=cfg.overwrite, resume=cfg.resume, ctx=ctx)
@@ -165,7 +173,8 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict[str, Any] | N
     def runner_of(entry: ModelEntry) -> ModelRunner:
         if entry.name not in loaded:
             loaded.clear()
-            loaded[entry.name] = ModelRunner(_load(entry, cfg.trust_pickle), device, torch.float32)
+            loaded[entry.name] = ModelRunner(_load(entry, cfg.trust_pickle), device, torch.float32,
+                                             precision=cfg.precision)
         return loaded[entry.name]
 
     def compute(key: str, tick) -> dict[str, Any]:
