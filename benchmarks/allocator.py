@@ -44,11 +44,13 @@ if sys.argv[1] == "1":
     keep_freed_memory()
 import torch
 from shiftattack.models import load_model
+from shiftattack.runtime.precision import autocast
 model = load_model(sys.argv[2], sys.argv[3] or None, init_seed=0)
+precision = sys.argv[6] if len(sys.argv) > 6 else "fp32"
 out = {}
 for b in map(int, sys.argv[4].split(",")):
     x = torch.rand(b, 3, 32, 32)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, torch.device("cpu")):
         for _ in range(3):
             model(x)
         t0, n = time.perf_counter(), 0

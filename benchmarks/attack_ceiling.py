@@ -36,9 +36,11 @@ from allocator import EXPERIMENT_WEIGHTS, PLAIN  # noqa: E402
 BATCHES = "32,64,128,256,512,1024"
 
 
-def _ceiling(model: str, weights: str, seconds: str) -> dict:
+def _ceiling(model: str, weights: str, seconds: str, precision: str = "fp32") -> dict:
+    """Plain inference of ``model`` (a fresh process, freed memory kept) at batch sizes 32..1024
+    under ``precision``'s autocast: inputs/s per size, the best size and its rate."""
     out = subprocess.run(
-        [sys.executable, "-c", PLAIN, "1", model, weights, BATCHES, seconds],
+        [sys.executable, "-c", PLAIN, "1", model, weights, BATCHES, seconds, precision],
         capture_output=True,
         text=True,
         env={**os.environ, "SHIFTATTACK_KEEP_FREED_MEMORY": "1"},
