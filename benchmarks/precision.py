@@ -19,7 +19,6 @@ Writes ``benchmarks/results/precision_cpu.json`` (``--json``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -61,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         for p in precisions:
             plain = _ceiling(args.model, args.weights, seconds, p)
             out = Path(tmp) / p
-            wall, passes = _attack([*common, "--precision", p], out)
-            doc = json.loads((out / "results.json").read_text())
+            wall, doc = _attack([*common, "--precision", p], out)
+            passes = doc["n_evaluated"]
             rows[p] = {"plain_inference": plain, "attack_wall_s": wall, "n_evaluated": passes,
                        "attack_pairs_per_s": passes / wall, "clean_accuracy": doc["clean_accuracy"],
                        "worst_case_accuracy": doc["worst_case_accuracy"], "recorded": doc["precision"],

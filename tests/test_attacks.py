@@ -280,3 +280,32 @@ def test_model_errors_are_clear(problem):
     with pytest.raises(SpecError):
         GridAttack(ThreatModel(parse_shifts("random:1:3"), mode="zero"))
 
+
+
+class _CountingModel(torch.nn.Module):
+    """Wraps a model and records the batch size of every call."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x):
+        self.calls.append(int(x.shape[0]))
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("early_exit", [True, False])
+def test_grid_spends_its_forward_passes_in_full_batches(problem, early_exit):
+    """Every input the model sees is counted (search pairs in ``n_evaluated``, the separate pass
+    in ``n_reverified``, one per image), and only the last batch of each of the three phases
+    (clean pass, search, re-verification) may be short: no small confirmation passes."""
+    model, x, y = problem
+    counting = _CountingModel(model).eval()
+    b = 10
+    result = GridAttack(ThreatModel(parse_shifts(f"grid:{K}"), mode="zero"), batch_size=b,
+                        early_exit=early_exit)(counting, x, y, device="cpu")
+    assert 0 < result.worst_case_accuracy < result.clean_accuracy
+    assert sum(counting.calls) == int(result.n_evaluated.sum()) + result.n_reverified
+    assert result.n_reverified == len(y)  # every failure and every survivor, once
+    assert sum(1 for c in counting.calls if c < b) <= 3
+    assert result.to_json()["n_reverified"] == len(y)

@@ -97,7 +97,9 @@ class AttackResult:
     whole set. ``worst_shift`` is ``(dx, dy)`` or ``(dx, dy, angle)`` in pixels and
     degrees; ``worst_margin`` the logit margin there (re-verified for fooled images).
     ``precision`` says which model the claim is about (:func:`~shiftattack.runtime.precision.describe`:
-    ``name`` fp32, bf16 or fp16, the autocast dtype and device type).
+    ``name`` fp32, bf16 or fp16, the autocast dtype and device type). ``n_reverified`` counts the
+    inputs of the separate re-verification pass (forward passes not in ``n_evaluated``; None when
+    not known, e.g. merged from chunks stored by an older version).
     """
 
     attack: str
@@ -113,6 +115,7 @@ class AttackResult:
     seconds: float
     info: dict = field(default_factory=dict)
     precision: dict = field(default_factory=lambda: describe_precision("fp32", torch.device("cpu")))
+    n_reverified: int | None = 0
 
     @property
     def n_images(self) -> int:
@@ -174,6 +177,7 @@ class AttackResult:
             "accuracy_vs_radius": None if curve is None else [
                 {"radius": k, "worst_case_accuracy": a} for k, a in curve],
             "n_evaluated": int(self.n_evaluated.sum()),
+            "n_reverified": self.n_reverified,
             "precision": self.precision,
             "images": self.image_records(indices),
         }
@@ -272,13 +276,13 @@ class Attack:
                 found.fooled_radius[t] = sub.fooled_radius.double()
             if sub.verified is not None:
                 found.verified[t] = sub.verified & sub.fooled
-        self._reverify(runner, images, labels, found)
+        n_reverified = self._reverify(runner, images, labels, found)
         return AttackResult(
             attack=self.name, threat=self.threat, labels=labels.cpu(), clean_pred=clean_pred.cpu(),
             robust=~found.fooled, worst_params=found.params, worst_margin=found.margin,
             n_evaluated=found.n_evaluated, fooled_radius=found.fooled_radius,
             exact=self.exact, seconds=time.perf_counter() - start, info=self.describe(),
-            precision=describe_precision(runner.precision, runner.device),
+            precision=describe_precision(runner.precision, runner.device), n_reverified=n_reverified,
         )
 
     def describe(self) -> dict:
@@ -307,14 +311,17 @@ class Attack:
         """
         return self.threat.contains(params) | (params == 0).all(dim=1)
 
-    def _reverify(self, runner: ModelRunner, images: Tensor, labels: Tensor, found: Search) -> None:
+    def _reverify(self, runner: ModelRunner, images: Tensor, labels: Tensor, found: Search) -> int:
         """Check the outcome before it is reported; raise rather than report what does not hold.
+
+        Returns the number of inputs re-run in the separate pass.
 
         1. Every ``found.params`` row (fooled and surviving images) is a member of the set
            (:meth:`_is_member`), else :class:`MembershipError`.
         2. In a separate forward pass, every failure not yet confirmed is re-run (its margin
            then comes from that pass), and every surviving image is re-run at its worst
-           shift. A failure not confirmed, or a survivor misclassified there, raises
+           shift, both in the same batches (:attr:`AttackResult.n_reverified` counts them).
+           A failure not confirmed, or a survivor misclassified there, raises
            :class:`VerificationError` (the model depends on the batch): an unconfirmed
            failure never leaves an image counted robust.
         3. No surviving image has a negative margin.
@@ -327,23 +334,26 @@ class Attack:
                 f"{found.params[i].tolist()} for image {i}, which is not a member of "
                 f"{self.threat.shifts.spec}; no result was written (please report this bug)")
         verified = torch.zeros_like(found.fooled) if found.verified is None else found.verified
-        for fooled in (True, False):  # failures, then survivors, each in passes of their own
-            idx = (found.fooled & ~verified if fooled else ~found.fooled).nonzero().squeeze(1)
-            if not idx.numel():
-                continue
+        # failures not yet confirmed and every survivor, in one set of full batches
+        idx = ((found.fooled & ~verified) | ~found.fooled).nonzero().squeeze(1)
+        if idx.numel():
             logits = self._logits(runner, images[idx.to(images.device)], found.params[idx])
             lab = labels[idx.to(labels.device)]
             marg = margins(logits, lab).cpu().double()
-            bad = ((logits.argmax(1) != lab).cpu() != fooled).nonzero().squeeze(1)
-            if bad.numel():
-                j = int(bad[0])
-                i = int(idx[j])
-                raise batch_dependence(i, found.params[i], float(found.margin[i]), float(marg[j]))
-            if fooled:
-                found.margin[idx] = marg
+            expected = found.fooled[idx]
+            disagree = (logits.argmax(1) != lab).cpu() != expected
+            # name a failure the separate pass does not confirm first, then a survivor it fools
+            for fooled in (True, False):
+                bad = (disagree & (expected == fooled)).nonzero().squeeze(1)
+                if bad.numel():
+                    j = int(bad[0])
+                    i = int(idx[j])
+                    raise batch_dependence(i, found.params[i], float(found.margin[i]), float(marg[j]))
+            found.margin[idx[expected]] = marg[expected]  # a failure's margin: the separate pass's
         negative = (~found.fooled & (found.margin < 0)).nonzero().squeeze(1)
         if negative.numel():
             i = int(negative[0])
             raise VerificationError(
                 f"internal error: image {i} would be reported robust with a negative margin "
                 f"{float(found.margin[i]):.6g} at {found.params[i].tolist()}; no result was written", i)
+        return int(idx.numel())

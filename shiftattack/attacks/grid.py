@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from shiftattack._progress import tqdm
-from shiftattack.attacks.base import Attack, Search, batch_dependence
+from shiftattack.attacks.base import Attack, Search
 from shiftattack.errors import NonFiniteLogits, SpecError
 from shiftattack.runtime.engine import ModelRunner, margins
 from shiftattack.shifts.threats import ThreatModel
@@ -94,9 +94,11 @@ class GridAttack(Attack):
     ``order``). Pairs are queued member-major and taken ``batch_size`` at a
     time, pairs of images already fooled being dropped first, so every forward
     pass is full until the very last. An image leaves the search as soon as a
-    failure is found and confirmed by a separate forward pass (``early_exit``);
-    a failure that pass does not confirm raises :class:`VerificationError` (the
-    model depends on the batch), so no image survives on an unconfirmed failure.
+    failure is found (``early_exit``). The base class then re-runs every failure
+    in a separate forward pass (a chunk's failures and survivors together, in
+    full batches, not one small pass per search batch); a failure that pass does
+    not confirm raises :class:`VerificationError` (the model depends on the
+    batch), so no image survives on an unconfirmed failure.
     Memory is bounded by about ``batch_size`` + one member's worth of pairs,
     whatever the size of the set.
 
@@ -165,17 +167,15 @@ class GridAttack(Attack):
         bar.close()
         fooled = state.first_rank < m
         first_fail = schedule.sequence[state.first_rank.clamp(max=m - 1)] if m else state.first_rank
-        chosen = state.best_member.clone()
-        if self.early_exit:
-            chosen[fooled] = first_fail[fooled]
-        else:  # report the minimum-margin member; if a tie fooled it, the first failure
-            use_first = fooled & (state.best_margin >= 0)
-            chosen[use_first] = first_fail[use_first]
+        chosen, margin = state.best_member.clone(), state.best_margin.clone()
+        # early exit: the first failure in search order; else the minimum-margin member, or the
+        # first failure if a tie fooled it. The base class re-runs every failure in its own pass.
+        use_first = fooled if self.early_exit else fooled & (state.best_margin >= 0)
+        chosen[use_first] = first_fail[use_first]
+        margin[use_first] = state.first_margin[use_first]
         curve = self.order == "radius" or not self.early_exit
-        # with early exit the reported failure is the one confirmed in the search, by its own pass
-        return Search(fooled=fooled, params=self.table[chosen], margin=state.best_margin.clone(),
-                      n_evaluated=state.n_eval, fooled_radius=state.fail_radius if curve else None,
-                      verified=fooled.clone() if self.early_exit else None)
+        return Search(fooled=fooled, params=self.table[chosen], margin=margin,
+                      n_evaluated=state.n_eval, fooled_radius=state.fail_radius if curve else None)
 
     def _evaluate(self, runner: ModelRunner, images: Tensor, labels: Tensor, mi: Tensor, ii: Tensor,
                   state: _State, schedule: _Schedule) -> None:
@@ -200,25 +200,14 @@ class GridAttack(Attack):
         schedule.record_failures(fm)
         # smallest failing radius seen (exact once every smaller member has been evaluated)
         state.fail_radius.scatter_reduce_(0, fi, schedule.radius[fm], reduce="amin")
-        # the first failure in search order per image, if earlier than one already confirmed
-        rank = torch.full_like(state.first_rank, len(self.members)).scatter_reduce(
-            0, fi, schedule.rank[fm], reduce="amin")
-        new = (rank < state.first_rank).nonzero().squeeze(1)
-        if not new.numel():
-            return
-        cand = schedule.sequence[rank[new]]
-        confirm_logits = runner(self.threat.apply_to(images, new.to(dev), self.members[cand].to(dev)))
-        confirm_margin = margins(confirm_logits, labels[new.to(dev)]).double().cpu()
-        confirmed = (confirm_logits.argmax(1) != labels[new.to(dev)]).cpu()
-        if not bool(confirmed.all()):  # never leave an image alive on an unconfirmed failure
-            j = int((~confirmed).nonzero()[0])
-            i, k = int(new[j]), int(cand[j])
-            seen = float(marg[(ii == i) & (mi == k)][0])
-            raise batch_dependence(i, self.members[k], seen, float(confirm_margin[j]))
-        state.first_rank[new] = rank[new]
+        # the first failure in search order per image, if earlier than one already found
+        rank = schedule.rank[fm]
+        first = torch.full_like(state.first_rank, len(self.members)).scatter_reduce(0, fi, rank, "amin")
+        new = (rank == first[fi]) & (rank < state.first_rank[fi])  # one pair per newly fooled image
+        state.first_margin[fi[new]] = marg[wrong][new]
+        state.first_rank[fi[new]] = rank[new]
         if self.early_exit:
-            state.alive[new] = False
-            state.best_margin[new] = confirm_margin
+            state.alive[fi[new]] = False
 
 
 class _State:
@@ -228,6 +217,7 @@ class _State:
         self.best_margin = clean_margin.double().clone()
         self.best_member = torch.full((n,), m, dtype=torch.long)  # row m of the table: the identity
         self.first_rank = torch.full((n,), m, dtype=torch.long)  # search rank of the first failure
+        self.first_margin = torch.zeros(n, dtype=torch.float64)  # margin there, in the search pass
         self.fail_radius = torch.full((n,), math.inf, dtype=torch.float64)
         self.n_eval = torch.zeros(n, dtype=torch.long)
         self.alive = torch.ones(n, dtype=torch.bool)

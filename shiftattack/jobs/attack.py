@@ -134,7 +134,8 @@ def _batch_size(cfg: AttackConfig, runner: ModelRunner, threat: ThreatModel, sam
 def _chunk_record(result: AttackResult, indices: torch.Tensor) -> dict[str, Any]:
     radius = None if result.fooled_radius is None else [
         None if math.isinf(r) else r for r in result.fooled_radius.tolist()]
-    return {"images": result.image_records(indices), "fooled_radius": radius}
+    return {"images": result.image_records(indices), "fooled_radius": radius,
+            "n_reverified": result.n_reverified}
 
 
 def merge_chunks(threat: ThreatModel, attack: str, exact: bool, info: dict,
@@ -159,6 +160,8 @@ def merge_chunks(threat: ThreatModel, attack: str, exact: bool, info: dict,
         n_evaluated=torch.tensor([r["n_evaluated"] for r in records], dtype=torch.long),
         fooled_radius=radii, exact=exact, seconds=math.nan, info=info,
         **({} if precision is None else {"precision": precision}),
+        n_reverified=None if any(c.get("n_reverified") is None for c in chunks)
+        else sum(c["n_reverified"] for c in chunks),
     )
 
 
