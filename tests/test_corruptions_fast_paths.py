@@ -79,3 +79,46 @@ def test_jpeg_and_motion_blur_give_channels_last_inputs_the_same_result():
         a = corrupt(x, name, 3, generator=torch.Generator().manual_seed(0))
         b = corrupt(xl, name, 3, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def _smooth_images(n: int, h: int, w: int, seed: int) -> torch.Tensor:
+    """Natural-looking float (N, 3, H, W): bicubic-enlarged coarse noise, quantised to 8 bits."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        coarse = rng.integers(0, 256, (max(2, h // 8), max(2, w // 8), 3), dtype=np.uint8)
+        out.append(np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC)))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 224, 224), (2, 3, 32, 32), (1, 3, 37, 53), (3, 3, 61, 20)])
+def test_pixelate_pillow_path_equals_the_torch_path(shape, dtype):
+    """RGB on the CPU runs Pillow itself; the torch reproduction (other devices) gives the same values."""
+    from shiftattack.corruptions.digital import _quantise, pixelate
+
+    gen = torch.Generator().manual_seed(4)
+    h, w = shape[-2:]
+    noise = torch.rand(shape, generator=gen, dtype=dtype)
+    smooth = _smooth_images(shape[0], h, w, 5).to(dtype)
+    for x in (noise, smooth, noise.contiguous(memory_format=torch.channels_last)):
+        for f in (0.95, 0.9, 0.85, 0.75, 0.65, 0.6, 0.5, 0.4, 0.3, 0.25):
+            small = (max(1, int(h * f)), max(1, int(w * f)))
+            want = box_resize(box_resize(_quantise(x), small), (h, w)).to(dtype) / 255
+            got = pixelate(x, f)
+            assert got.dtype == dtype
+            torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_nearest_enlargement_is_used_only_where_it_is_pillows_box():
+    from shiftattack.corruptions.digital import _nearest_is_box
+
+    rng = np.random.default_rng(6)
+    assert all(_nearest_is_box(s, 224) for s in (134, 112, 89, 67, 56))
+    assert all(_nearest_is_box(s, 32) for s in (30, 28, 27, 24, 20))
+    assert not _nearest_is_box(4, 6)  # where Pillow's NEAREST rounds differently, BOX is used
+    for n_in, n_out in [(134, 224), (56, 224), (27, 32), (4, 6), (2, 7), (33, 100)]:
+        img = Image.fromarray(rng.integers(0, 256, (n_in, n_in, 3), dtype=np.uint8))
+        same = np.array_equal(np.asarray(img.resize((n_out, n_out), Image.NEAREST)),
+                              np.asarray(img.resize((n_out, n_out), Image.BOX)))
+        assert same or not _nearest_is_box(n_in, n_out)

@@ -555,3 +555,24 @@ def test_bad_arguments_are_named():
         get_corruption("elastic_transform").fn(x, (1, -2, 1), None)
     with pytest.raises(ShapeError, match="jitter"):
         elastic_from_draws(x, torch.zeros(1, 2, 2), torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), (1, 1, 1))
+
+
+@pytest.mark.parametrize("cap", [20.0, 5.0, 7.5])
+def test_striped_numpy_chamfer_equals_the_torch_row_loop(monkeypatch, cap):
+    """Both backends, in bands of any height, equal the one-window torch passes (the reference above)."""
+    import shiftattack.corruptions.spatter as sp
+
+    rng = np.random.default_rng(7)
+    cases = [rng.random((int(rng.integers(1, 4)), 1, int(rng.integers(1, 150)), int(rng.integers(1, 60))))
+             < p for p in (0.0, 0.0005, 0.002, 0.01, 0.05, 0.3) for _ in range(6)]
+    lines = np.zeros((2, 1, 120, 40), bool)
+    lines[0, 0, 60], lines[1, 0, :, 7] = True, True
+    cases += [lines, uint8_maps()[0][None, None] > 200]
+    for zero in cases:
+        z = torch.from_numpy(zero)
+        monkeypatch.setattr(sp, "_CORE", 10**6)  # one window: the plain two passes
+        want = sp.chamfer_distance(z, cap, backend="torch")
+        for core in (28, 10, 3):
+            monkeypatch.setattr(sp, "_CORE", core)
+            for backend in ("numpy", "torch"):
+                assert torch.equal(sp.chamfer_distance(z, cap, backend=backend), want), (zero.shape, core)

@@ -4,7 +4,8 @@ Brightness and saturate work in HSV with scikit-image's definitions (V = max,
 S = (max - min) / max, H in [0, 1)), computed here in torch. JPEG and pixelate
 give the pixels Pillow gives the published generator: JPEG encode/decode at
 quality q by Pillow itself (images in parallel threads); BOX resize down to floor(side * f)
-px and back, Pillow's integer arithmetic in torch (``_pil_box``). Inputs are
+px and back, by Pillow itself for RGB images on the CPU, else Pillow's integer arithmetic
+in torch (``_pil_box``). Inputs are
 float (N, 3, H, W) in [0, 1]; outputs the same, clipped.
 """
 
@@ -19,7 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from shiftattack.corruptions._pil_box import box_resize
+from shiftattack.corruptions._pil_box import box_resize, box_windows
 from shiftattack.corruptions._registry import register_corruption
 
 __all__ = ["rgb_to_hsv", "hsv_to_rgb", "brightness", "contrast", "saturate", "jpeg_compression", "pixelate"]
@@ -85,10 +86,49 @@ def _quantise(x: Tensor) -> Tensor:
     return (x.detach().clamp(0, 1) * 255).round_().to(torch.int32)
 
 
+def _levels_hwc(x: Tensor) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] -> uint8 (N, H, W, C) levels ``round(255 x)``, C-contiguous, on the CPU.
+
+    The same levels as :func:`_quantise` (both round half to even); on the CPU in NumPy,
+    one transposing multiply into a channels-last buffer, then in place (no transposing
+    copy when ``x`` is channels-last already).
+    """
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return _quantise(x).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    hwc = x.detach().permute(0, 2, 3, 1).numpy()
+    buf = np.multiply(hwc, hwc.dtype.type(255), order="C")
+    np.clip(buf, 0, 255, out=buf)
+    return np.rint(buf, out=buf).astype(np.uint8)
+
+
+def _from_levels(levels: np.ndarray, like: Tensor) -> Tensor:
+    """uint8 (N, H, W, C) -> (N, C, H, W) ``levels / 255`` in ``like``'s dtype and device (channels-last)."""
+    u = torch.from_numpy(levels).to(like.device).permute(0, 3, 1, 2)
+    return torch.div(u, torch.tensor(255, dtype=like.dtype, device=like.device))
+
+
 @lru_cache(maxsize=4)
 def _pool(workers: int) -> ThreadPoolExecutor:
     """Threads for Pillow's C code, which releases the GIL (one pool per size, kept)."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shiftattack-pillow")
+
+
+def _per_image(fn, levels: np.ndarray, shape: tuple[int, ...] | None = None, *args) -> np.ndarray:
+    """``fn(img, *args)`` (uint8 (H, W, C) -> ``shape``, default the same) of every image into one array.
+
+    The images of a batch run on ``torch.get_num_threads()`` threads (Pillow releases the GIL).
+    """
+    out = np.empty((len(levels), *(shape or levels.shape[1:])), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = fn(levels[i], *args)
+
+    if len(levels) > 1 and torch.get_num_threads() > 1:
+        list(_pool(torch.get_num_threads()).map(one, range(len(levels))))
+    else:
+        for i in range(len(levels)):
+            one(i)
+    return out
 
 
 def _jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
@@ -96,7 +136,8 @@ def _jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(img).save(buffer, "JPEG", quality=quality)
     buffer.seek(0)
-    return np.asarray(Image.open(buffer).convert("RGB"))
+    decoded = Image.open(buffer)
+    return np.asarray(decoded if decoded.mode == "RGB" else decoded.convert("RGB"))
 
 
 @register_corruption("jpeg_compression", imagenet=(25, 18, 15, 10, 7), cifar10=(80, 65, 58, 50, 40),
@@ -107,13 +148,28 @@ def jpeg_compression(x: Tensor, q: int, generator: torch.Generator | None = None
     The images of a batch are coded in parallel on ``torch.get_num_threads()`` threads;
     the result is channels-last in memory.
     """
-    levels = _quantise(x).to(device="cpu", dtype=torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    if len(levels) > 1 and torch.get_num_threads() > 1:
-        coded = list(_pool(torch.get_num_threads()).map(_jpeg_roundtrip, levels, [int(q)] * len(levels)))
-    else:
-        coded = [_jpeg_roundtrip(img, int(q)) for img in levels]
-    out = torch.from_numpy(np.stack(coded)) if coded else torch.from_numpy(levels)
-    return out.permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255
+    return _from_levels(_per_image(_jpeg_roundtrip, _levels_hwc(x), None, int(q)), x)
+
+
+@lru_cache(maxsize=256)
+def _nearest_is_box(n_in: int, n_out: int) -> bool:
+    """Whether Pillow's NEAREST enlargement from ``n_in`` to ``n_out`` samples picks BOX's one sample.
+
+    Pillow's BOX enlargement takes sample ``first[i]`` (:func:`~._pil_box.box_windows`) for
+    output i; NEAREST computes its own index in floating point. Checked once per size pair
+    on an image of indices, so the faster NEAREST is used only where it is the same.
+    """
+    ramp = Image.fromarray(np.arange(n_in, dtype=np.int32)[None], "I")
+    picked = np.asarray(ramp.resize((n_out, 1), Image.NEAREST))[0]
+    return picked.tolist() == list(box_windows(n_in, n_out)[0])
+
+
+def _pillow_pixelate(img: np.ndarray, small: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, 3) -> Pillow's BOX resize to ``small`` (h, w) px and back (NEAREST where it is BOX)."""
+    h, w = img.shape[:2]
+    shrunk = Image.fromarray(img).resize(small[::-1], Image.BOX)
+    same = _nearest_is_box(small[0], h) and _nearest_is_box(small[1], w)
+    return np.asarray(shrunk.resize((w, h), Image.NEAREST if same else Image.BOX))
 
 
 @register_corruption("pixelate", imagenet=(.6, .5, .4, .3, .25), cifar10=(.95, .9, .85, .75, .65),
@@ -121,10 +177,15 @@ def jpeg_compression(x: Tensor, q: int, generator: torch.Generator | None = None
 def pixelate(x: Tensor, f: float, generator: torch.Generator | None = None) -> Tensor:
     """Pillow BOX resize down to ``floor(side * f)`` px and back up (inputs quantised to 8 bits).
 
-    Pillow's fixed-point arithmetic reproduced in torch
-    (:func:`~shiftattack.corruptions._pil_box.box_resize`), batched, on ``x``'s device;
-    (N, 3, H, W) -> same.
+    RGB images on the CPU go through Pillow itself (the enlargement by its faster NEAREST
+    where that picks the same sample per pixel, see :func:`_nearest_is_box`), the result
+    channels-last in memory; other devices and channel counts go through Pillow's
+    fixed-point arithmetic reproduced in torch
+    (:func:`~shiftattack.corruptions._pil_box.box_resize`), batched, on ``x``'s device; the
+    two give the same values; (N, C, H, W) -> same.
     """
     h, w = x.shape[-2:]
-    small = box_resize(_quantise(x), (max(1, int(h * f)), max(1, int(w * f))))
-    return box_resize(small, (h, w)).to(x.dtype) / 255
+    small = (max(1, int(h * f)), max(1, int(w * f)))
+    if x.device.type == "cpu" and x.shape[1] == 3:
+        return _from_levels(_per_image(_pillow_pixelate, _levels_hwc(x), None, small), x)
+    return box_resize(box_resize(_quantise(x), small), (h, w)).to(x.dtype) / 255
