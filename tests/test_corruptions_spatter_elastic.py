@@ -560,7 +560,7 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("cap", [20.0, 5.0, 7.5])
 def test_striped_numpy_chamfer_equals_the_torch_row_loop(monkeypatch, cap):
     """Both backends, in bands of any height, equal the one-window torch passes (the reference above)."""
-    import shiftattack.corruptions.spatter as sp
+    import shiftattack.corruptions.chamfer as sp
 
     rng = np.random.default_rng(7)
     cases = [rng.random((int(rng.integers(1, 4)), 1, int(rng.integers(1, 150)), int(rng.integers(1, 60))))
